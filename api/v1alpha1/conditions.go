@@ -1,0 +1,56 @@
+package v1alpha1
+
+// Condition types. Ready, Reconciling and Stalled follow the kstatus convention,
+// so `kubectl wait --for=condition=Ready`, Flux and Argo CD health checks
+// understand a StreamPipeline without custom code.
+const (
+	// ConditionReady is True when the workers run the current spec and are available.
+	ConditionReady = "Ready"
+	// ConditionReconciling is True while the operator is moving toward the spec.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when the operator can't make progress without a
+	// change from a person (a missing Secret, a name conflict, a failed rollout).
+	ConditionStalled = "Stalled"
+	// ConditionTopicsReady is True when the retry and dead-letter topics exist
+	// with the topic policy.
+	ConditionTopicsReady = "TopicsReady"
+	// ConditionLagCritical is True when lag exceeds spec.scaling.lagCriticalSeconds
+	// of ingest.
+	ConditionLagCritical = "LagCritical"
+	// ConditionDeadLettersPresent is True when the dead-letter topic holds records.
+	ConditionDeadLettersPresent = "DeadLettersPresent"
+)
+
+// Condition reasons, in CamelCase as the Kubernetes API conventions ask.
+const (
+	ReasonSucceeded          = "Succeeded"
+	ReasonProgressing        = "Progressing"
+	ReasonRollingOut         = "RollingOut"
+	ReasonSuspended          = "Suspended"
+	ReasonSecretNotFound     = "SecretNotFound"
+	ReasonSecretKeyNotFound  = "SecretKeyNotFound"
+	ReasonResourceConflict   = "ResourceConflict"
+	ReasonApplyFailed        = "ApplyFailed"
+	ReasonRolloutFailed      = "ProgressDeadlineExceeded"
+	ReasonWorkerImageMissing = "WorkerImageMissing"
+)
+
+// Event reasons (besides the condition reasons above).
+const (
+	EventWorkloadCreated = "WorkloadCreated"
+	EventConfigChanged   = "ConfigChanged"
+	EventScaled          = "Scaled"
+	EventSuspended       = "Suspended"
+	EventResumed         = "Resumed"
+	EventReady           = "Ready"
+	EventReconcileError  = "ReconcileError"
+)
+
+// Labels and annotations Sluice sets on what it creates.
+const (
+	// LabelPipeline carries the owning pipeline's name on every object and pod.
+	LabelPipeline = "streaming.sluice.dev/pipeline"
+	// AnnotationConfigHash on the pod template changes whenever the rendered
+	// worker configuration does, so a spec change rolls the pods.
+	AnnotationConfigHash = "streaming.sluice.dev/config-hash"
+)

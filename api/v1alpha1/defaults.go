@@ -1,0 +1,125 @@
+package v1alpha1
+
+import (
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Defaults of the API. The CRD applies the same values through +kubebuilder:default
+// markers at admission; the getters below fall back to them too, so that code
+// handling an object that never went through the API server (a unit test, a
+// client-side render) sees the same effective values.
+const (
+	DefaultMaxPollRecords         int32 = 100
+	DefaultMaxPollInterval              = 10 * time.Minute
+	DefaultSessionTimeout               = 45 * time.Second
+	DefaultHeartbeatInterval            = 15 * time.Second
+	DefaultFetchMaxWait                 = 500 * time.Millisecond
+	DefaultProcessingTimeout            = 30 * time.Second
+	DefaultHTTPTimeout                  = 5 * time.Second
+	DefaultRetryAttempts          int32 = 3
+	DefaultBackoffInitial               = time.Second
+	DefaultBackoffMultiplier      int32 = 4
+	DefaultBackoffMax                   = 10 * time.Minute
+	DefaultFailureThreshold       int32 = 5
+	DefaultOpenDuration                 = 60 * time.Second
+	DefaultWarmupRecordsPerSecond int32 = 100
+	DefaultWarmupDuration               = 2 * time.Minute
+	DefaultMaxJitter                    = 30 * time.Second
+	DefaultMinReplicas            int32 = 1
+	DefaultMaxReplicas            int32 = 10
+	DefaultLagThreshold           int64 = 1000
+	DefaultMaxScaleUpStep         int32 = 4
+	DefaultPollInterval                 = 2 * time.Second
+	DefaultScaleDownStabilization       = 5 * time.Minute
+	DefaultLagCriticalSeconds     int32 = 300
+	DefaultReplicationFactor      int32 = 3
+	DefaultMinInSyncReplicas      int32 = 2
+	DefaultRetention                    = 7 * 24 * time.Hour
+	DefaultPostgresKeyColumn            = "id"
+	DefaultPostgresPayloadColumn        = "payload"
+
+	// DeadLetterSuffix and RetrySuffix name the default retry and dead-letter topics.
+	DeadLetterSuffix = ".dlq"
+	RetrySuffix      = ".retry"
+)
+
+// ConsumerGroup is the effective consumer group: spec.source.consumerGroup, or
+// "<namespace>.<name>".
+func (sp *StreamPipeline) ConsumerGroup() string {
+	if sp.Spec.Source.ConsumerGroup != "" {
+		return sp.Spec.Source.ConsumerGroup
+	}
+	return sp.Namespace + "." + sp.Name
+}
+
+// DeadLetterTopic is the effective dead-letter topic.
+func (sp *StreamPipeline) DeadLetterTopic() string {
+	if sp.Spec.Delivery.DeadLetterTopic != "" {
+		return sp.Spec.Delivery.DeadLetterTopic
+	}
+	return sp.Spec.Source.Topic + DeadLetterSuffix
+}
+
+// RetryTopics are the effective retry topics, in the order a failing record
+// visits them.
+func (sp *StreamPipeline) RetryTopics() []string {
+	prefix := sp.Spec.Delivery.Retry.TopicPrefix
+	if prefix == "" {
+		prefix = sp.Spec.Source.Topic + RetrySuffix
+	}
+	n := Int32Or(sp.Spec.Delivery.Retry.Attempts, DefaultRetryAttempts)
+	topics := make([]string, 0, n)
+	for i := int32(1); i <= n; i++ {
+		topics = append(topics, fmt.Sprintf("%s.%d", prefix, i))
+	}
+	return topics
+}
+
+// Semantics is the effective delivery guarantee.
+func (sp *StreamPipeline) Semantics() DeliverySemantics {
+	if sp.Spec.Delivery.Semantics == "" {
+		return AtLeastOnce
+	}
+	return sp.Spec.Delivery.Semantics
+}
+
+// StartFrom is the effective start position for a group with no committed offset.
+func (sp *StreamPipeline) StartFrom() StartFrom {
+	if sp.Spec.Source.StartFrom == "" {
+		return StartFromEarliest
+	}
+	return sp.Spec.Source.StartFrom
+}
+
+// EffectiveMinReplicas is the effective lower replica bound.
+func (s ScalingSpec) EffectiveMinReplicas() int32 { return Int32Or(s.MinReplicas, DefaultMinReplicas) }
+
+// EffectiveMaxReplicas is the effective upper replica bound.
+func (s ScalingSpec) EffectiveMaxReplicas() int32 { return Int32Or(s.MaxReplicas, DefaultMaxReplicas) }
+
+// Int32Or returns *p, or def when p is nil.
+func Int32Or(p *int32, def int32) int32 {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// Int64Or returns *p, or def when p is nil.
+func Int64Or(p *int64, def int64) int64 {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// DurationOr returns d's value, or def when d is nil.
+func DurationOr(d *metav1.Duration, def time.Duration) time.Duration {
+	if d == nil {
+		return def
+	}
+	return d.Duration
+}

@@ -1,0 +1,805 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Durations in this API are Go duration strings ("500ms", "45s", "10m", "1h30m").
+// Each duration field carries the same pattern; CEL rules add positivity and the
+// cross-field relations, so a bad value is refused at admission with the field named.
+
+// StreamPipelineSpec is what a team asks for: read a topic, deliver every record to
+// one sink, and park what can't be delivered in retry and dead-letter topics.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.delivery.deadLetterTopic) || self.delivery.deadLetterTopic != self.source.topic",message="delivery.deadLetterTopic must differ from source.topic",fieldPath=".delivery.deadLetterTopic"
+// +kubebuilder:validation:XValidation:rule="!has(self.delivery.retry.topicPrefix) || (self.delivery.retry.topicPrefix != self.source.topic && !self.source.topic.startsWith(self.delivery.retry.topicPrefix + '.'))",message="delivery.retry.topicPrefix must not produce source.topic as a retry topic",fieldPath=".delivery.retry.topicPrefix"
+// +kubebuilder:validation:XValidation:rule="!has(self.sink.kafka) || self.sink.kafka.topic != self.source.topic",message="sink.kafka.topic must differ from source.topic (a pipeline must not feed itself)",fieldPath=".sink.kafka.topic"
+// +kubebuilder:validation:XValidation:rule="!has(self.sink.kafka) || !has(self.delivery.deadLetterTopic) || self.sink.kafka.topic != self.delivery.deadLetterTopic",message="sink.kafka.topic must differ from delivery.deadLetterTopic",fieldPath=".sink.kafka.topic"
+// +kubebuilder:validation:XValidation:rule="!has(self.delivery.semantics) || self.delivery.semantics != 'ExactlyOnce' || has(self.sink.kafka) || has(self.sink.postgres)",message="delivery.semantics ExactlyOnce needs a sink that supports it (kafka or postgres); http and log sinks are at-least-once",fieldPath=".delivery.semantics"
+// +kubebuilder:validation:XValidation:rule="!has(self.scaling.minReplicas) || !has(self.scaling.maxReplicas) || self.scaling.minReplicas <= self.scaling.maxReplicas",message="scaling.minReplicas must be less than or equal to scaling.maxReplicas",fieldPath=".scaling.minReplicas"
+type StreamPipelineSpec struct {
+	// Kafka is the cluster the pipeline reads from (and where its retry and
+	// dead-letter topics live).
+	// +required
+	Kafka KafkaSpec `json:"kafka"`
+
+	// Source is the topic to consume and the consumer group to consume it with.
+	// +required
+	Source SourceSpec `json:"source"`
+
+	// Sink is where handled records go. Exactly one sink must be set.
+	// +required
+	Sink SinkSpec `json:"sink"`
+
+	// IdempotencyKey says how to derive the key that makes a redelivered record a
+	// no-op at the sink. Default: "<topic>/<partition>/<offset>" of the source record.
+	// +optional
+	IdempotencyKey *IdempotencyKeySpec `json:"idempotencyKey,omitempty"`
+
+	// Delivery sets the delivery guarantee, retries and the dead-letter topic.
+	// +kubebuilder:default={}
+	// +optional
+	Delivery DeliverySpec `json:"delivery,omitzero"`
+
+	// Consumer holds the tuned poll settings of the worker's Kafka consumer.
+	// +kubebuilder:default={}
+	// +optional
+	Consumer ConsumerSpec `json:"consumer,omitzero"`
+
+	// CircuitBreaker protects the sink: after FailureThreshold consecutive transient
+	// failures the worker pauses its partitions (backpressure) instead of flooding
+	// the retry and dead-letter topics.
+	// +kubebuilder:default={}
+	// +optional
+	CircuitBreaker CircuitBreakerSpec `json:"circuitBreaker,omitzero"`
+
+	// RateLimit caps the records per second each worker hands to the sink, with a
+	// warm-up ramp after start so that a restarted fleet doesn't stampede.
+	// +kubebuilder:default={}
+	// +optional
+	RateLimit RateLimitSpec `json:"rateLimit,omitzero"`
+
+	// Startup staggers worker starts.
+	// +kubebuilder:default={}
+	// +optional
+	Startup StartupSpec `json:"startup,omitzero"`
+
+	// Scaling bounds the worker replicas and sets the lag-based scaling policy.
+	// +kubebuilder:default={}
+	// +optional
+	Scaling ScalingSpec `json:"scaling,omitzero"`
+
+	// Topics is the policy for the retry and dead-letter topics Sluice provisions.
+	// +kubebuilder:default={}
+	// +optional
+	Topics TopicPolicy `json:"topics,omitzero"`
+
+	// Template overrides parts of the worker pods.
+	// +optional
+	Template *PodTemplateOverrides `json:"template,omitempty"`
+
+	// Image overrides the worker image. Default: the image the operator runs with.
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:MinLength=1
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// Suspend scales the workers to zero and keeps everything else (topics,
+	// configuration, consumer group offsets) so that resuming continues where the
+	// pipeline stopped.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// KafkaSpec says how to connect to a Kafka cluster.
+type KafkaSpec struct {
+	// BootstrapServers are the host:port pairs the client starts from.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=261
+	// +kubebuilder:validation:items:Pattern=`^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$`
+	// +listType=atomic
+	// +required
+	BootstrapServers []string `json:"bootstrapServers"`
+
+	// TLS enables TLS. An empty object uses the system trust store.
+	// +optional
+	TLS *KafkaTLSSpec `json:"tls,omitempty"`
+
+	// SASL enables SASL authentication.
+	// +optional
+	SASL *KafkaSASLSpec `json:"sasl,omitempty"`
+}
+
+// KafkaTLSSpec configures TLS to the brokers. Secrets are mounted into the worker
+// pods, never copied.
+type KafkaTLSSpec struct {
+	// CASecretRef points at the CA bundle (PEM) that signs the brokers' certificates.
+	// +optional
+	CASecretRef *SecretKeyRef `json:"caSecretRef,omitempty"`
+
+	// ClientCertSecretRef points at a kubernetes.io/tls Secret (tls.crt, tls.key)
+	// for mutual TLS.
+	// +optional
+	ClientCertSecretRef *SecretRef `json:"clientCertSecretRef,omitempty"`
+}
+
+// SASLMechanism is a SASL mechanism supported by the worker.
+// +kubebuilder:validation:Enum=PLAIN;SCRAM-SHA-256;SCRAM-SHA-512
+type SASLMechanism string
+
+// Supported SASL mechanisms.
+const (
+	SASLPlain       SASLMechanism = "PLAIN"
+	SASLScramSHA256 SASLMechanism = "SCRAM-SHA-256"
+	SASLScramSHA512 SASLMechanism = "SCRAM-SHA-512"
+)
+
+// KafkaSASLSpec configures SASL authentication.
+type KafkaSASLSpec struct {
+	// Mechanism is the SASL mechanism.
+	// +required
+	Mechanism SASLMechanism `json:"mechanism"`
+
+	// SecretRef points at a Secret with the keys "username" and "password".
+	// +required
+	SecretRef SecretRef `json:"secretRef"`
+}
+
+// SecretRef names a Secret in the pipeline's namespace.
+type SecretRef struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	Name string `json:"name"`
+}
+
+// SecretKeyRef names one key of a Secret in the pipeline's namespace.
+type SecretKeyRef struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +required
+	Name string `json:"name"`
+
+	// Key in the Secret's data.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +required
+	Key string `json:"key"`
+}
+
+// StartFrom says where a consumer group with no committed offset begins.
+// +kubebuilder:validation:Enum=Earliest;Latest
+type StartFrom string
+
+// Start positions.
+const (
+	StartFromEarliest StartFrom = "Earliest"
+	StartFromLatest   StartFrom = "Latest"
+)
+
+// SourceSpec is the topic to consume.
+type SourceSpec struct {
+	// Topic to consume.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=249
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
+	// +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="topic must not be '.' or '..'"
+	// +required
+	Topic string `json:"topic"`
+
+	// ConsumerGroup is the Kafka consumer group. Default: "<namespace>.<name>".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
+	// +optional
+	ConsumerGroup string `json:"consumerGroup,omitempty"`
+
+	// StartFrom is where a group with no committed offset starts reading.
+	// +kubebuilder:default=Earliest
+	// +optional
+	StartFrom StartFrom `json:"startFrom,omitempty"`
+}
+
+// SinkSpec selects exactly one sink.
+//
+// +kubebuilder:validation:XValidation:rule="[has(self.http), has(self.postgres), has(self.kafka), has(self.log)].filter(x, x).size() == 1",message="exactly one of sink.http, sink.postgres, sink.kafka or sink.log must be set"
+type SinkSpec struct {
+	// HTTP POSTs each record to a URL with an Idempotency-Key header.
+	// +optional
+	HTTP *HTTPSink `json:"http,omitempty"`
+
+	// Postgres inserts each record into a table, ignoring duplicate keys.
+	// +optional
+	Postgres *PostgresSink `json:"postgres,omitempty"`
+
+	// Kafka produces each record to another topic of the same cluster.
+	// +optional
+	Kafka *KafkaSink `json:"kafka,omitempty"`
+
+	// Log writes each record to the worker's standard output.
+	// +optional
+	Log *LogSink `json:"log,omitempty"`
+}
+
+// HTTPSink delivers records with HTTP POST. 2xx is success; 408, 429, 5xx and
+// timeouts are transient; any other 4xx marks the record as a poison pill.
+type HTTPSink struct {
+	// URL to POST to.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://[^\s/$.?#].[^\s]*$`
+	// +required
+	URL string `json:"url"`
+
+	// Timeout of one request.
+	// +kubebuilder:default="5s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// PostgresSink inserts records with INSERT ... ON CONFLICT (key) DO NOTHING.
+type PostgresSink struct {
+	// DSNSecretRef points at the connection string (a libpq URL or key=value DSN).
+	// +required
+	DSNSecretRef SecretKeyRef `json:"dsnSecretRef"`
+
+	// Table to insert into, optionally schema-qualified.
+	// +kubebuilder:validation:MaxLength=127
+	// +kubebuilder:validation:Pattern=`^([a-zA-Z_][a-zA-Z0-9_]*\.)?[a-zA-Z_][a-zA-Z0-9_]*$`
+	// +required
+	Table string `json:"table"`
+
+	// KeyColumn holds the idempotency key; it must have a unique constraint.
+	// +kubebuilder:default=id
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z_][a-zA-Z0-9_]*$`
+	// +optional
+	KeyColumn string `json:"keyColumn,omitempty"`
+
+	// PayloadColumn receives the record value.
+	// +kubebuilder:default=payload
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z_][a-zA-Z0-9_]*$`
+	// +optional
+	PayloadColumn string `json:"payloadColumn,omitempty"`
+}
+
+// KafkaSink produces records to a topic. With ExactlyOnce delivery it uses Kafka
+// transactions (consume-transform-produce).
+type KafkaSink struct {
+	// Topic to produce to.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=249
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
+	// +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="topic must not be '.' or '..'"
+	// +required
+	Topic string `json:"topic"`
+}
+
+// LogFormat is the format of the log sink.
+// +kubebuilder:validation:Enum=JSON;Text
+type LogFormat string
+
+// Log formats.
+const (
+	LogFormatJSON LogFormat = "JSON"
+	LogFormatText LogFormat = "Text"
+)
+
+// LogSink writes records to standard output; useful for trying a pipeline out.
+type LogSink struct {
+	// Format of each line.
+	// +kubebuilder:default=JSON
+	// +optional
+	Format LogFormat `json:"format,omitempty"`
+}
+
+// IdempotencyKeySpec derives the idempotency key from the record. Set one field.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.header) != has(self.jsonField)",message="idempotencyKey needs exactly one of header or jsonField"
+type IdempotencyKeySpec struct {
+	// Header whose value is the key.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +optional
+	Header string `json:"header,omitempty"`
+
+	// JSONField is a top-level or dotted path ("order.id") into a JSON value. A
+	// record without it is a poison pill.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[^.\s]+(\.[^.\s]+)*$`
+	// +optional
+	JSONField string `json:"jsonField,omitempty"`
+}
+
+// DeliverySemantics is the delivery guarantee.
+// +kubebuilder:validation:Enum=AtLeastOnce;ExactlyOnce
+type DeliverySemantics string
+
+// Delivery guarantees.
+const (
+	AtLeastOnce DeliverySemantics = "AtLeastOnce"
+	ExactlyOnce DeliverySemantics = "ExactlyOnce"
+)
+
+// DeliverySpec sets the delivery guarantee and what happens to records that fail.
+type DeliverySpec struct {
+	// Semantics is AtLeastOnce (idempotent sinks make duplicates harmless) or
+	// ExactlyOnce (kafka sink via transactions; postgres sink via offsets stored in
+	// the same transaction).
+	// +kubebuilder:default=AtLeastOnce
+	// +optional
+	Semantics DeliverySemantics `json:"semantics,omitempty"`
+
+	// Retry sends transient failures through retry topics with growing delays.
+	// +kubebuilder:default={}
+	// +optional
+	Retry RetrySpec `json:"retry,omitzero"`
+
+	// DeadLetterTopic receives records that can't be processed, with the error in
+	// headers. Default: "<source topic>.dlq".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=249
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
+	// +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="topic must not be '.' or '..'"
+	// +optional
+	DeadLetterTopic string `json:"deadLetterTopic,omitempty"`
+
+	// ProcessingTimeout bounds the handling of one record (sink call included).
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +optional
+	ProcessingTimeout *metav1.Duration `json:"processingTimeout,omitempty"`
+}
+
+// RetrySpec sends a transiently failed record to retry topic 1, 2, ... Attempts,
+// each consumed no earlier than its due time, and then to the dead-letter topic.
+type RetrySpec struct {
+	// Attempts is the number of retry topics (0 sends transient failures straight to
+	// the dead-letter topic).
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10
+	// +optional
+	Attempts *int32 `json:"attempts,omitempty"`
+
+	// Backoff is the delay before each retry.
+	// +kubebuilder:default={}
+	// +optional
+	Backoff BackoffSpec `json:"backoff,omitzero"`
+
+	// TopicPrefix names the retry topics "<prefix>.1" ... "<prefix>.<attempts>".
+	// Default: "<source topic>.retry".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=240
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
+	// +optional
+	TopicPrefix string `json:"topicPrefix,omitempty"`
+}
+
+// BackoffSpec is an exponential backoff: Initial, Initial*Multiplier, ..., capped at Max.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.initial) || !has(self.max) || duration(self.initial) <= duration(self.max)",message="delivery.retry.backoff.initial must not exceed delivery.retry.backoff.max",fieldPath=".initial"
+type BackoffSpec struct {
+	// Initial delay before the first retry.
+	// +kubebuilder:default="1s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +optional
+	Initial *metav1.Duration `json:"initial,omitempty"`
+
+	// Multiplier grows the delay from one retry to the next.
+	// +kubebuilder:default=4
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	Multiplier *int32 `json:"multiplier,omitempty"`
+
+	// Max caps the delay.
+	// +kubebuilder:default="10m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +optional
+	Max *metav1.Duration `json:"max,omitempty"`
+}
+
+// ConsumerSpec holds the tuned poll settings. Kafka evicts a member that doesn't
+// poll within MaxPollInterval or heartbeat within SessionTimeout; getting these
+// right is what prevents rebalance storms.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.heartbeatInterval) || !has(self.sessionTimeout) || duration(self.heartbeatInterval).getMilliseconds() * 3 <= duration(self.sessionTimeout).getMilliseconds()",message="consumer.heartbeatInterval must be at most a third of consumer.sessionTimeout",fieldPath=".heartbeatInterval"
+// +kubebuilder:validation:XValidation:rule="!has(self.sessionTimeout) || !has(self.maxPollInterval) || duration(self.sessionTimeout) < duration(self.maxPollInterval)",message="consumer.sessionTimeout must be less than consumer.maxPollInterval",fieldPath=".sessionTimeout"
+type ConsumerSpec struct {
+	// MaxPollRecords is the most records one poll hands to the worker.
+	// +kubebuilder:default=100
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	MaxPollRecords *int32 `json:"maxPollRecords,omitempty"`
+
+	// MaxPollInterval is the longest the worker may take to handle one poll's
+	// records before the group considers it dead (the rebalance timeout).
+	// +kubebuilder:default="10m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +optional
+	MaxPollInterval *metav1.Duration `json:"maxPollInterval,omitempty"`
+
+	// SessionTimeout is how long the group waits for a heartbeat.
+	// +kubebuilder:default="45s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +optional
+	SessionTimeout *metav1.Duration `json:"sessionTimeout,omitempty"`
+
+	// HeartbeatInterval is how often the worker heartbeats.
+	// +kubebuilder:default="15s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +optional
+	HeartbeatInterval *metav1.Duration `json:"heartbeatInterval,omitempty"`
+
+	// FetchMaxWait is how long a fetch waits for data before returning empty.
+	// +kubebuilder:default="500ms"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +optional
+	FetchMaxWait *metav1.Duration `json:"fetchMaxWait,omitempty"`
+}
+
+// CircuitBreakerSpec configures the breaker around the sink.
+type CircuitBreakerSpec struct {
+	// FailureThreshold is the number of consecutive transient failures that opens
+	// the circuit.
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	// +optional
+	FailureThreshold *int32 `json:"failureThreshold,omitempty"`
+
+	// OpenDuration is how long the circuit stays open before a trial request.
+	// +kubebuilder:default="60s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +optional
+	OpenDuration *metav1.Duration `json:"openDuration,omitempty"`
+}
+
+// RateLimitSpec is a token bucket per worker, with a warm-up ramp after start.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.recordsPerSecond) || !has(self.warmup.recordsPerSecond) || self.warmup.recordsPerSecond <= self.recordsPerSecond",message="rateLimit.warmup.recordsPerSecond must not exceed rateLimit.recordsPerSecond",fieldPath=".warmup.recordsPerSecond"
+type RateLimitSpec struct {
+	// RecordsPerSecond is the steady-state limit per worker. Unset: no limit once
+	// warmed up.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	RecordsPerSecond *int32 `json:"recordsPerSecond,omitempty"`
+
+	// Warmup ramps the rate up from Warmup.RecordsPerSecond over Warmup.Duration.
+	// +kubebuilder:default={}
+	// +optional
+	Warmup WarmupSpec `json:"warmup,omitzero"`
+}
+
+// WarmupSpec is the start of the rate ramp.
+type WarmupSpec struct {
+	// RecordsPerSecond at start.
+	// +kubebuilder:default=100
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	RecordsPerSecond *int32 `json:"recordsPerSecond,omitempty"`
+
+	// Duration of the ramp. "0s" disables the warm-up.
+	// +kubebuilder:default="2m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +optional
+	Duration *metav1.Duration `json:"duration,omitempty"`
+}
+
+// StartupSpec staggers the start of the workers.
+type StartupSpec struct {
+	// MaxJitter is the upper bound of the random delay before a worker joins the
+	// consumer group. "0s" disables it.
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +optional
+	MaxJitter *metav1.Duration `json:"maxJitter,omitempty"`
+}
+
+// ScalingSpec bounds the replicas and sets the lag-based scaling policy.
+type ScalingSpec struct {
+	// MinReplicas; 0 lets an idle pipeline scale to zero.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	MinReplicas *int32 `json:"minReplicas,omitempty"`
+
+	// MaxReplicas; the effective cap is also the source's partition count.
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	MaxReplicas *int32 `json:"maxReplicas,omitempty"`
+
+	// LagThreshold is the target lag (records) per replica.
+	// +kubebuilder:default=1000
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	LagThreshold *int64 `json:"lagThreshold,omitempty"`
+
+	// MaxScaleUpStep bounds how many replicas one scale-up adds.
+	// +kubebuilder:default=4
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	MaxScaleUpStep *int32 `json:"maxScaleUpStep,omitempty"`
+
+	// PollInterval is how often lag is sampled.
+	// +kubebuilder:default="2s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms')",message="must be at least 100ms"
+	// +optional
+	PollInterval *metav1.Duration `json:"pollInterval,omitempty"`
+
+	// ScaleDownStabilization is how long lag must justify fewer replicas before
+	// the pipeline scales down.
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +optional
+	ScaleDownStabilization *metav1.Duration `json:"scaleDownStabilization,omitempty"`
+
+	// LagCriticalSeconds: lag larger than this many seconds of ingest sets the
+	// LagCritical condition.
+	// +kubebuilder:default=300
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	LagCriticalSeconds *int32 `json:"lagCriticalSeconds,omitempty"`
+}
+
+// DeletionPolicy says what happens to provisioned topics when the pipeline goes.
+// +kubebuilder:validation:Enum=Retain;Delete
+type DeletionPolicy string
+
+// Deletion policies.
+const (
+	DeletionPolicyRetain DeletionPolicy = "Retain"
+	DeletionPolicyDelete DeletionPolicy = "Delete"
+)
+
+// TopicPolicy is the configuration of the retry and dead-letter topics.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.minInSyncReplicas) || !has(self.replicationFactor) || self.minInSyncReplicas <= self.replicationFactor",message="topics.minInSyncReplicas must be less than or equal to topics.replicationFactor",fieldPath=".minInSyncReplicas"
+type TopicPolicy struct {
+	// Partitions of each provisioned topic. Default: the source topic's count.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	// +optional
+	Partitions *int32 `json:"partitions,omitempty"`
+
+	// ReplicationFactor of each provisioned topic.
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=32
+	// +optional
+	ReplicationFactor *int32 `json:"replicationFactor,omitempty"`
+
+	// MinInSyncReplicas (min.insync.replicas) of each provisioned topic.
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=32
+	// +optional
+	MinInSyncReplicas *int32 `json:"minInSyncReplicas,omitempty"`
+
+	// Retention (retention.ms) of each provisioned topic.
+	// +kubebuilder:default="168h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +optional
+	Retention *metav1.Duration `json:"retention,omitempty"`
+
+	// DeletionPolicy: Retain (default) keeps the retry and dead-letter topics when
+	// the pipeline is deleted; Delete removes them.
+	// +kubebuilder:default=Retain
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// PodTemplateOverrides are the parts of the worker pods a team may set.
+type PodTemplateOverrides struct {
+	// Labels added to the pods.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+
+	// Annotations added to the pods.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+
+	// Resources of the worker container. Default: requests 100m CPU, 128Mi
+	// memory; limit 256Mi memory.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// Env is appended to the worker container's environment.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Env []corev1.EnvVar `json:"env,omitempty"`
+
+	// NodeSelector of the pods.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// Tolerations of the pods.
+	// +optional
+	// +listType=atomic
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
+	// Affinity of the pods. Default: spread across nodes where possible.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+
+	// PriorityClassName of the pods.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	PriorityClassName string `json:"priorityClassName,omitempty"`
+
+	// ImagePullSecrets of the pods.
+	// +optional
+	// +listType=atomic
+	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+
+	// ImagePullPolicy of the worker container.
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
+	// +optional
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+}
+
+// StreamPipelineStatus is what Sluice observed.
+type StreamPipelineStatus struct {
+	// ObservedGeneration is the generation of the spec the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, Reconciling, Stalled (kstatus), plus TopicsReady,
+	// LagCritical and DeadLettersPresent.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// ConsumerGroup is the effective consumer group.
+	// +optional
+	ConsumerGroup string `json:"consumerGroup,omitempty"`
+
+	// Replicas is the number of worker pods.
+	// +optional
+	Replicas int32 `json:"replicas"`
+
+	// ReadyReplicas is the number of ready worker pods.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas"`
+
+	// DesiredReplicas is what the operator asks of the Deployment.
+	// +optional
+	DesiredReplicas int32 `json:"desiredReplicas"`
+
+	// Partitions of the source topic, once measured.
+	// +optional
+	Partitions *int32 `json:"partitions,omitempty"`
+
+	// Lag of the consumer group, once measured.
+	// +optional
+	Lag *LagStatus `json:"lag,omitempty"`
+
+	// Rates of ingest and processing, once measured.
+	// +optional
+	Rates *RateStatus `json:"rates,omitempty"`
+
+	// DeadLetter is the dead-letter topic and its depth.
+	// +optional
+	DeadLetter *DeadLetterStatus `json:"deadLetter,omitempty"`
+
+	// WorkerConfigHash identifies the rendered worker configuration; it changes
+	// (and rolls the pods) when the configuration does.
+	// +optional
+	WorkerConfigHash string `json:"workerConfigHash,omitempty"`
+}
+
+// LagStatus is the consumer group's lag.
+type LagStatus struct {
+	// Total lag in records over all partitions.
+	Total int64 `json:"total"`
+
+	// MaxPartition is the largest lag of a single partition.
+	MaxPartition int64 `json:"maxPartition"`
+
+	// EstimatedDrainSeconds is how long the current processing rate needs to
+	// catch up; unset when the pipeline is not catching up.
+	// +optional
+	EstimatedDrainSeconds *int64 `json:"estimatedDrainSeconds,omitempty"`
+}
+
+// RateStatus holds rates in records per second.
+type RateStatus struct {
+	// IngestPerSecond is the rate records arrive at the source.
+	IngestPerSecond int64 `json:"ingestPerSecond"`
+
+	// ProcessPerSecond is the rate the group commits at.
+	ProcessPerSecond int64 `json:"processPerSecond"`
+}
+
+// DeadLetterStatus describes the dead-letter topic.
+type DeadLetterStatus struct {
+	// Topic is the effective dead-letter topic.
+	Topic string `json:"topic"`
+
+	// Records in the dead-letter topic, once measured.
+	// +optional
+	Records *int64 `json:"records,omitempty"`
+}
+
+// StreamPipeline is a Kafka consumer workload that Sluice runs for a team: a
+// Deployment of workers that consume a topic, deliver to one sink, and park what
+// fails in retry and dead-letter topics.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 52",message="metadata.name must be at most 52 characters: it names the worker Deployment and labels its pods"
+// +kubebuilder:resource:shortName=sp,categories=sluice
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
+// +kubebuilder:printcolumn:name="Lag",type=integer,JSONPath=`.status.lag.total`
+// +kubebuilder:printcolumn:name="DLQ",type=integer,JSONPath=`.status.deadLetter.records`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Topic",type=string,JSONPath=`.spec.source.topic`,priority=1
+// +kubebuilder:printcolumn:name="Group",type=string,JSONPath=`.status.consumerGroup`,priority=1
+// +kubebuilder:printcolumn:name="Rate",type=integer,JSONPath=`.status.rates.processPerSecond`,priority=1
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
+type StreamPipeline struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec StreamPipelineSpec `json:"spec"`
+
+	// +optional
+	Status StreamPipelineStatus `json:"status,omitzero"`
+}
+
+// StreamPipelineList is a list of StreamPipelines.
+//
+// +kubebuilder:object:root=true
+type StreamPipelineList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []StreamPipeline `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&StreamPipeline{}, &StreamPipelineList{})
+}

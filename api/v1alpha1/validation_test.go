@@ -1,0 +1,226 @@
+package v1alpha1_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/testenv"
+)
+
+const validPipeline = `
+apiVersion: streaming.sluice.dev/v1alpha1
+kind: StreamPipeline
+metadata:
+  name: orders
+spec:
+  kafka:
+    bootstrapServers: ["kafka.kafka:9092"]
+  source:
+    topic: orders
+  sink:
+    http:
+      url: http://orders-svc/events
+`
+
+// pipeline returns the valid pipeline above with edits applied: each edit sets
+// (or, with a nil value, removes) the field at a dotted path under spec.
+func pipeline(t *testing.T, name string, edits map[string]any) *unstructured.Unstructured {
+	t.Helper()
+	u := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(validPipeline), &u.Object); err != nil {
+		t.Fatal(err)
+	}
+	u.SetName(name)
+	u.SetNamespace(namespace)
+	for path, v := range edits {
+		fields := strings.Split(path, ".")
+		if path == "metadata.name" {
+			u.SetName(v.(string))
+			continue
+		}
+		fields = append([]string{"spec"}, fields...)
+		if v == nil {
+			unstructured.RemoveNestedField(u.Object, fields...)
+			continue
+		}
+		if err := unstructured.SetNestedField(u.Object, v, fields...); err != nil {
+			t.Fatalf("set %s: %v", path, err)
+		}
+	}
+	return u
+}
+
+// TestInvalidManifestsAreRejectedWithTheFieldNamed applies manifests that a team
+// could plausibly write and checks that the API server refuses each one at
+// admission with a message naming the field, so `kubectl apply` says what to fix.
+func TestInvalidManifestsAreRejectedWithTheFieldNamed(t *testing.T) {
+	long := strings.Repeat("a", 250)
+	cases := []struct {
+		name  string
+		edits map[string]any
+		want  []string // substrings of the API server's error
+	}{
+		{"no sink", map[string]any{"sink.http": nil},
+			[]string{"spec.sink", "exactly one of sink.http, sink.postgres, sink.kafka or sink.log must be set"}},
+		{"two sinks", map[string]any{"sink.log": map[string]any{}},
+			[]string{"spec.sink", "exactly one of sink.http, sink.postgres, sink.kafka or sink.log must be set"}},
+		{"heartbeat too close to session timeout", map[string]any{"consumer.heartbeatInterval": "20s"},
+			[]string{"spec.consumer.heartbeatInterval", "must be at most a third of consumer.sessionTimeout"}},
+		{"session timeout not below max poll interval", map[string]any{"consumer.sessionTimeout": "15m", "consumer.heartbeatInterval": "1m"},
+			[]string{"spec.consumer.sessionTimeout", "must be less than consumer.maxPollInterval"}},
+		{"min replicas above max", map[string]any{"scaling.minReplicas": int64(5), "scaling.maxReplicas": int64(2)},
+			[]string{"spec.scaling.minReplicas", "must be less than or equal to scaling.maxReplicas"}},
+		{"min ISR above replication factor", map[string]any{"topics.replicationFactor": int64(2), "topics.minInSyncReplicas": int64(3)},
+			[]string{"spec.topics.minInSyncReplicas", "must be less than or equal to topics.replicationFactor"}},
+		{"no bootstrap servers", map[string]any{"kafka.bootstrapServers": []any{}},
+			[]string{"spec.kafka.bootstrapServers", "should have at least 1 items"}},
+		{"bootstrap server without port", map[string]any{"kafka.bootstrapServers": []any{"kafka.kafka"}},
+			[]string{"spec.kafka.bootstrapServers[0]", "should match"}},
+		{"topic with a slash", map[string]any{"source.topic": "orders/eu"},
+			[]string{"spec.source.topic", "should match"}},
+		{"topic named ..", map[string]any{"source.topic": ".."},
+			[]string{"spec.source.topic", "topic must not be '.' or '..'"}},
+		{"topic longer than Kafka allows", map[string]any{"source.topic": long},
+			[]string{"spec.source.topic", "may not be more than 249"}},
+		{"dead-letter topic equals source", map[string]any{"delivery.deadLetterTopic": "orders"},
+			[]string{"spec.delivery.deadLetterTopic", "must differ from source.topic"}},
+		{"retry prefix produces the source topic", map[string]any{"source.topic": "orders.retry.1", "delivery.retry.topicPrefix": "orders.retry"},
+			[]string{"spec.delivery.retry.topicPrefix", "must not produce source.topic as a retry topic"}},
+		{"kafka sink writes to its own source", map[string]any{"sink.http": nil, "sink.kafka": map[string]any{"topic": "orders"}},
+			[]string{"spec.sink.kafka.topic", "must differ from source.topic"}},
+		{"exactly-once with the http sink", map[string]any{"delivery.semantics": "ExactlyOnce"},
+			[]string{"spec.delivery.semantics", "ExactlyOnce needs a sink that supports it"}},
+		{"unknown semantics", map[string]any{"delivery.semantics": "AtMostOnce"},
+			[]string{"spec.delivery.semantics", "Unsupported value"}},
+		{"negative duration", map[string]any{"consumer.maxPollInterval": "-5m"},
+			[]string{"spec.consumer.maxPollInterval", "should match"}},
+		{"zero duration", map[string]any{"circuitBreaker.openDuration": "0s"},
+			[]string{"spec.circuitBreaker.openDuration", "must be a positive duration"}},
+		{"duration without unit", map[string]any{"sink.http.timeout": "5"},
+			[]string{"spec.sink.http.timeout", "should match"}},
+		{"max poll records zero", map[string]any{"consumer.maxPollRecords": int64(0)},
+			[]string{"spec.consumer.maxPollRecords", "should be greater than or equal to 1"}},
+		{"backoff initial above max", map[string]any{"delivery.retry.backoff.initial": "20m"},
+			[]string{"spec.delivery.retry.backoff.initial", "must not exceed delivery.retry.backoff.max"}},
+		{"idempotency key from header and field", map[string]any{"idempotencyKey": map[string]any{"header": "id", "jsonField": "id"}},
+			[]string{"spec.idempotencyKey", "needs exactly one of header or jsonField"}},
+		{"unsupported SASL mechanism", map[string]any{"kafka.sasl": map[string]any{"mechanism": "GSSAPI", "secretRef": map[string]any{"name": "u"}}},
+			[]string{"spec.kafka.sasl.mechanism", "Unsupported value"}},
+		{"non-http URL", map[string]any{"sink.http.url": "ftp://orders"},
+			[]string{"spec.sink.http.url", "should match"}},
+		{"warm-up faster than the limit", map[string]any{"rateLimit.recordsPerSecond": int64(50)},
+			[]string{"spec.rateLimit.warmup.recordsPerSecond", "must not exceed rateLimit.recordsPerSecond"}},
+		{"negative min replicas", map[string]any{"scaling.minReplicas": int64(-1)},
+			[]string{"spec.scaling.minReplicas", "should be greater than or equal to 0"}},
+		{"postgres table with SQL in it", map[string]any{"sink.http": nil, "sink.postgres": map[string]any{"dsnSecretRef": map[string]any{"name": "pg", "key": "dsn"}, "table": "orders; DROP TABLE x"}},
+			[]string{"spec.sink.postgres.table", "should match"}},
+		{"name too long for its worker objects", map[string]any{"metadata.name": strings.Repeat("p", 53)},
+			[]string{"metadata.name must be at most 52 characters"}},
+	}
+	if len(cases) < 15 {
+		t.Fatalf("the issue asks for at least 15 invalid manifests, have %d", len(cases))
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := pipeline(t, "invalid-"+string(rune('a'+i%26))+strings.Repeat("x", i/26), tc.edits)
+			err := k8s.Create(context.Background(), obj)
+			if err == nil {
+				_ = k8s.Delete(context.Background(), obj)
+				t.Fatalf("the API server accepted an invalid manifest")
+			}
+			if !apierrors.IsInvalid(err) {
+				t.Fatalf("want an Invalid error, got %v", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+// TestMinimalPipelineGetsTheSafeDefaults checks the defaults that encode the
+// seed's safe settings are filled in at admission.
+func TestMinimalPipelineGetsTheSafeDefaults(t *testing.T) {
+	ctx := context.Background()
+	obj := pipeline(t, "defaults", nil)
+	if err := k8s.Create(ctx, obj); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	t.Cleanup(func() { _ = k8s.Delete(ctx, obj) })
+
+	sp := &sluicev1.StreamPipeline{}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), sp); err != nil {
+		t.Fatal(err)
+	}
+	s := sp.Spec
+	checks := []struct {
+		field     string
+		got, want any
+	}{
+		{"consumer.maxPollRecords", *s.Consumer.MaxPollRecords, int32(100)},
+		{"consumer.maxPollInterval", s.Consumer.MaxPollInterval.Duration.String(), "10m0s"},
+		{"consumer.sessionTimeout", s.Consumer.SessionTimeout.Duration.String(), "45s"},
+		{"consumer.heartbeatInterval", s.Consumer.HeartbeatInterval.Duration.String(), "15s"},
+		{"startup.maxJitter", s.Startup.MaxJitter.Duration.String(), "30s"},
+		{"rateLimit.warmup.recordsPerSecond", *s.RateLimit.Warmup.RecordsPerSecond, int32(100)},
+		{"rateLimit.warmup.duration", s.RateLimit.Warmup.Duration.Duration.String(), "2m0s"},
+		{"delivery.semantics", s.Delivery.Semantics, sluicev1.AtLeastOnce},
+		{"delivery.retry.attempts", *s.Delivery.Retry.Attempts, int32(3)},
+		{"delivery.retry.backoff.initial", s.Delivery.Retry.Backoff.Initial.Duration.String(), "1s"},
+		{"topics.replicationFactor", *s.Topics.ReplicationFactor, int32(3)},
+		{"topics.minInSyncReplicas", *s.Topics.MinInSyncReplicas, int32(2)},
+		{"topics.retention", s.Topics.Retention.Duration.String(), "168h0m0s"},
+		{"topics.deletionPolicy", s.Topics.DeletionPolicy, sluicev1.DeletionPolicyRetain},
+		{"source.startFrom", s.Source.StartFrom, sluicev1.StartFromEarliest},
+		{"scaling.minReplicas", *s.Scaling.MinReplicas, int32(1)},
+		{"scaling.pollInterval", s.Scaling.PollInterval.Duration.String(), "2s"},
+		{"sink.http.timeout", s.Sink.HTTP.Timeout.Duration.String(), "5s"},
+		{"dead-letter topic (derived)", sp.DeadLetterTopic(), "orders.dlq"},
+		{"consumer group (derived)", sp.ConsumerGroup(), namespace + ".defaults"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.field, c.got, c.want)
+		}
+	}
+}
+
+// TestSamplesAreAccepted applies every sample under config/samples, so the
+// documentation can't drift from the API.
+func TestSamplesAreAccepted(t *testing.T) {
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(root, "config", "samples", "streaming_*.yaml"))
+	if err != nil || len(files) < 4 {
+		t.Fatalf("want one sample per sink under config/samples, found %v (%v)", files, err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := &unstructured.Unstructured{}
+			if err := yaml.Unmarshal(data, &u.Object); err != nil {
+				t.Fatal(err)
+			}
+			u.SetNamespace(namespace)
+			if err := k8s.Create(context.Background(), u, client.DryRunAll); err != nil {
+				t.Fatalf("sample rejected: %v", err)
+			}
+		})
+	}
+}

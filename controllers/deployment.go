@@ -1,0 +1,48 @@
+package controllers
+
+import (
+	"context"
+
+	appsv1 "k8s.io/api/apps/v1"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/render"
+)
+
+// reconcileDeployment applies the worker Deployment with the replica count the
+// operator decided on, and records what changed for the events and status.
+func (r *StreamPipelineReconciler) reconcileDeployment(ctx context.Context, s *scope) error {
+	sp := s.sp
+	if sp.Spec.Image == "" && r.WorkerImage == "" {
+		return stalled(sluicev1.ReasonWorkerImageMissing,
+			"no worker image: set spec.image, or start the operator with --worker-image")
+	}
+
+	var current *int32
+	existing := &appsv1.Deployment{}
+	if err := r.Get(ctx, objectKey(sp, render.WorkerName(sp)), existing); err == nil {
+		current = existing.Spec.Replicas
+	}
+	s.desiredReplicas = replicasWithoutLag(sp, current)
+
+	d := render.Deployment(sp, render.DeploymentParams{
+		Image:      r.WorkerImage,
+		ConfigHash: s.configHash,
+		Replicas:   s.desiredReplicas,
+	})
+	res, err := r.apply(ctx, sp, d)
+	if err != nil {
+		return err
+	}
+	s.deployment = d
+	s.deploymentCreated = res.created
+	if prev, ok := res.previous.(*appsv1.Deployment); ok {
+		s.previousReplicas = prev.Spec.Replicas
+		s.previousConfigHash = prev.Spec.Template.Annotations[sluicev1.AnnotationConfigHash]
+	}
+
+	sp.Status.DesiredReplicas = s.desiredReplicas
+	sp.Status.Replicas = d.Status.Replicas
+	sp.Status.ReadyReplicas = d.Status.ReadyReplicas
+	return nil
+}

@@ -1,0 +1,74 @@
+package controllers
+
+import (
+	"errors"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// recordEvents emits one Event per meaningful change this reconcile made or
+// observed. Repeated failures are reported once per new message, not on every
+// retry.
+func (r *StreamPipelineReconciler) recordEvents(s *scope, reconcileErr error) {
+	if r.Recorder == nil {
+		return
+	}
+	sp := s.sp
+	var related runtime.Object // a typed nil would not be a nil interface
+	if s.deployment != nil {
+		related = s.deployment
+	}
+	normal := func(reason, action, note string, args ...any) {
+		r.Recorder.Eventf(sp, related, corev1.EventTypeNormal, reason, action, note, args...)
+	}
+
+	var st *stalledError
+	switch {
+	case errors.As(reconcileErr, &st):
+		if prev := meta.FindStatusCondition(s.original.Status.Conditions, sluicev1.ConditionStalled); prev == nil || prev.Message != st.message {
+			r.Recorder.Eventf(sp, nil, corev1.EventTypeWarning, st.reason, "Reconcile", "%s", st.message)
+		}
+		return
+	case reconcileErr != nil:
+		r.Recorder.Eventf(sp, nil, corev1.EventTypeWarning, sluicev1.EventReconcileError, "Reconcile", "%s", reconcileErr.Error())
+		return
+	}
+
+	wasSuspended := conditionReason(s.original, sluicev1.ConditionReady) == sluicev1.ReasonSuspended
+	switch {
+	case s.deploymentCreated:
+		normal(sluicev1.EventWorkloadCreated, "Create", "created worker Deployment %s with %d replicas", s.deployment.Name, s.desiredReplicas)
+	case sp.Spec.Suspend && !wasSuspended:
+		normal(sluicev1.EventSuspended, "Suspend", "pipeline suspended: workers scaled from %d to 0", derefOr(s.previousReplicas, 0))
+	case !sp.Spec.Suspend && wasSuspended:
+		normal(sluicev1.EventResumed, "Resume", "pipeline resumed with %d workers", s.desiredReplicas)
+	case s.previousReplicas != nil && *s.previousReplicas != s.desiredReplicas:
+		normal(sluicev1.EventScaled, "Scale", "scaled workers from %d to %d to fit scaling bounds [%d, %d]",
+			*s.previousReplicas, s.desiredReplicas, sp.Spec.Scaling.EffectiveMinReplicas(), sp.Spec.Scaling.EffectiveMaxReplicas())
+	}
+	if s.previousConfigHash != "" && s.previousConfigHash != s.configHash {
+		normal(sluicev1.EventConfigChanged, "Update", "worker configuration changed (%s → %s): rolling the workers", s.previousConfigHash, s.configHash)
+	}
+	if meta.IsStatusConditionTrue(sp.Status.Conditions, sluicev1.ConditionReady) &&
+		!meta.IsStatusConditionTrue(s.original.Status.Conditions, sluicev1.ConditionReady) {
+		normal(sluicev1.EventReady, "Reconcile", "%s", meta.FindStatusCondition(sp.Status.Conditions, sluicev1.ConditionReady).Message)
+	}
+}
+
+func conditionReason(sp *sluicev1.StreamPipeline, t string) string {
+	if c := meta.FindStatusCondition(sp.Status.Conditions, t); c != nil {
+		return c.Reason
+	}
+	return ""
+}
+
+func derefOr(p *int32, def int32) int32 {
+	if p == nil {
+		return def
+	}
+	return *p
+}

@@ -1,0 +1,36 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/render"
+)
+
+// reconcileSecrets checks that every referenced Secret exists with the keys the
+// worker will read. Without this a typo would surface as pods stuck in
+// CreateContainerConfigError; with it the pipeline says which Secret and key.
+// Secrets are only read, never copied.
+func (r *StreamPipelineReconciler) reconcileSecrets(ctx context.Context, s *scope) error {
+	for _, m := range render.SecretMounts(s.sp) {
+		secret := &corev1.Secret{}
+		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: s.sp.Namespace, Name: m.SecretName}, secret)
+		if apierrors.IsNotFound(err) {
+			return stalled(sluicev1.ReasonSecretNotFound, "Secret %s/%s referenced by %s not found", s.sp.Namespace, m.SecretName, m.Field)
+		}
+		if err != nil {
+			return fmt.Errorf("get Secret %s referenced by %s: %w", m.SecretName, m.Field, err)
+		}
+		for _, k := range m.Keys {
+			if _, ok := secret.Data[k]; !ok {
+				return stalled(sluicev1.ReasonSecretKeyNotFound, "Secret %s/%s referenced by %s has no key %q", s.sp.Namespace, m.SecretName, m.Field, k)
+			}
+		}
+	}
+	return nil
+}

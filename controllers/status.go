@@ -1,0 +1,103 @@
+package controllers
+
+import (
+	"errors"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// rolloutState is how far the worker Deployment is from running the current spec.
+type rolloutState struct {
+	complete bool
+	failed   bool
+	message  string
+}
+
+// evaluateRollout reads a Deployment's status the way `kubectl rollout status`
+// does: observed generation, updated, old and available replicas, and the
+// progress deadline.
+func evaluateRollout(d *appsv1.Deployment, desired int32) rolloutState {
+	if d == nil {
+		return rolloutState{message: "worker Deployment not created yet"}
+	}
+	if d.Status.ObservedGeneration < d.Generation {
+		return rolloutState{message: fmt.Sprintf("waiting for the Deployment controller to observe generation %d", d.Generation)}
+	}
+	for _, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
+			return rolloutState{failed: true, message: fmt.Sprintf("worker rollout failed: %s", c.Message)}
+		}
+	}
+	st := d.Status
+	switch {
+	case st.UpdatedReplicas < desired:
+		return rolloutState{message: fmt.Sprintf("%d of %d workers updated", st.UpdatedReplicas, desired)}
+	case st.Replicas > st.UpdatedReplicas:
+		return rolloutState{message: fmt.Sprintf("%d old workers pending termination", st.Replicas-st.UpdatedReplicas)}
+	case st.AvailableReplicas < st.UpdatedReplicas:
+		return rolloutState{message: fmt.Sprintf("%d of %d updated workers available", st.AvailableReplicas, st.UpdatedReplicas)}
+	}
+	return rolloutState{complete: true, message: fmt.Sprintf("%d of %d workers available", st.AvailableReplicas, desired)}
+}
+
+// setConditions writes the kstatus conditions (Ready, Reconciling, Stalled) and
+// the observed generation from the outcome of the phases.
+func setConditions(s *scope, reconcileErr error) {
+	sp := s.sp
+	gen := sp.Generation
+	set := func(t string, status metav1.ConditionStatus, reason, msg string) {
+		meta.SetStatusCondition(&sp.Status.Conditions, metav1.Condition{
+			Type: t, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen,
+		})
+	}
+	sp.Status.ObservedGeneration = gen
+	sp.Status.ConsumerGroup = sp.ConsumerGroup()
+	if sp.Status.DeadLetter == nil || sp.Status.DeadLetter.Topic != sp.DeadLetterTopic() {
+		sp.Status.DeadLetter = &sluicev1.DeadLetterStatus{Topic: sp.DeadLetterTopic()}
+	}
+
+	var st *stalledError
+	switch {
+	case errors.As(reconcileErr, &st):
+		set(sluicev1.ConditionReady, metav1.ConditionFalse, st.reason, st.message)
+		set(sluicev1.ConditionStalled, metav1.ConditionTrue, st.reason, st.message)
+		set(sluicev1.ConditionReconciling, metav1.ConditionFalse, st.reason, "waiting for a change to the pipeline or what it references")
+		return
+	case reconcileErr != nil:
+		set(sluicev1.ConditionReady, metav1.ConditionFalse, sluicev1.ReasonApplyFailed, reconcileErr.Error())
+		set(sluicev1.ConditionReconciling, metav1.ConditionTrue, sluicev1.ReasonProgressing, "retrying after error: "+reconcileErr.Error())
+		set(sluicev1.ConditionStalled, metav1.ConditionFalse, sluicev1.ReasonProgressing, "retrying")
+		return
+	}
+
+	ro := evaluateRollout(s.deployment, s.desiredReplicas)
+	switch {
+	case ro.failed:
+		set(sluicev1.ConditionReady, metav1.ConditionFalse, sluicev1.ReasonRolloutFailed, ro.message)
+		set(sluicev1.ConditionStalled, metav1.ConditionTrue, sluicev1.ReasonRolloutFailed, ro.message)
+		set(sluicev1.ConditionReconciling, metav1.ConditionFalse, sluicev1.ReasonRolloutFailed, "the worker rollout exceeded its progress deadline")
+	case sp.Spec.Suspend:
+		msg := "pipeline is suspended: workers scaled to 0, consumer group offsets kept"
+		if !ro.complete {
+			msg = "pipeline is suspended: stopping workers (" + ro.message + ")"
+		}
+		set(sluicev1.ConditionReady, metav1.ConditionFalse, sluicev1.ReasonSuspended, msg)
+		set(sluicev1.ConditionReconciling, metav1.ConditionFalse, sluicev1.ReasonSuspended, msg)
+		set(sluicev1.ConditionStalled, metav1.ConditionFalse, sluicev1.ReasonSuspended, msg)
+	case !ro.complete:
+		set(sluicev1.ConditionReady, metav1.ConditionFalse, sluicev1.ReasonRollingOut, ro.message)
+		set(sluicev1.ConditionReconciling, metav1.ConditionTrue, sluicev1.ReasonRollingOut, ro.message)
+		set(sluicev1.ConditionStalled, metav1.ConditionFalse, sluicev1.ReasonRollingOut, ro.message)
+	default:
+		msg := fmt.Sprintf("%s, running worker config %s", ro.message, s.configHash)
+		set(sluicev1.ConditionReady, metav1.ConditionTrue, sluicev1.ReasonSucceeded, msg)
+		set(sluicev1.ConditionReconciling, metav1.ConditionFalse, sluicev1.ReasonSucceeded, "workers run the current spec")
+		set(sluicev1.ConditionStalled, metav1.ConditionFalse, sluicev1.ReasonSucceeded, "workers run the current spec")
+	}
+}

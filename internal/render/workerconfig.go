@@ -1,0 +1,158 @@
+package render
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/workerconfig"
+)
+
+// shutdownMargin is added to the worker's drain timeout to get the pod's grace
+// period: time to commit and leave the group after the last record is done.
+const shutdownMargin = 15 * time.Second
+
+// ShutdownTimeout bounds the worker's graceful drain: long enough to finish one
+// poll batch. A batch is bounded both by maxPollInterval (Kafka evicts a member
+// that takes longer) and by maxPollRecords × processingTimeout.
+func ShutdownTimeout(sp *sluicev1.StreamPipeline) time.Duration {
+	c := sp.Spec.Consumer
+	maxPoll := sluicev1.DurationOr(c.MaxPollInterval, sluicev1.DefaultMaxPollInterval)
+	perRecord := sluicev1.DurationOr(sp.Spec.Delivery.ProcessingTimeout, sluicev1.DefaultProcessingTimeout)
+	batch := time.Duration(sluicev1.Int32Or(c.MaxPollRecords, sluicev1.DefaultMaxPollRecords)) * perRecord
+	return min(maxPoll, batch)
+}
+
+// TerminationGracePeriodSeconds is the pod's grace period: the drain timeout plus
+// a margin to commit and leave the group, rounded up to whole seconds.
+func TerminationGracePeriodSeconds(sp *sluicev1.StreamPipeline) int64 {
+	d := ShutdownTimeout(sp) + shutdownMargin
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// WorkerConfig renders the worker configuration of a pipeline. Secrets appear
+// only as the paths of their mounted files.
+func WorkerConfig(sp *sluicev1.StreamPipeline) workerconfig.Config {
+	s := sp.Spec
+	mounts := SecretMounts(sp)
+	dur := func(d *metav1.Duration, def time.Duration) metav1.Duration {
+		return metav1.Duration{Duration: sluicev1.DurationOr(d, def)}
+	}
+
+	cfg := workerconfig.Config{
+		Pipeline: workerconfig.PipelineRef{Namespace: sp.Namespace, Name: sp.Name},
+		Kafka:    workerconfig.Kafka{BootstrapServers: append([]string(nil), s.Kafka.BootstrapServers...)},
+		Source: workerconfig.Source{
+			Topic:         s.Source.Topic,
+			ConsumerGroup: sp.ConsumerGroup(),
+			StartFrom:     string(sp.StartFrom()),
+		},
+		Delivery: workerconfig.Delivery{
+			Semantics:   string(sp.Semantics()),
+			RetryTopics: sp.RetryTopics(),
+			Backoff: workerconfig.Backoff{
+				Initial:    dur(s.Delivery.Retry.Backoff.Initial, sluicev1.DefaultBackoffInitial),
+				Multiplier: sluicev1.Int32Or(s.Delivery.Retry.Backoff.Multiplier, sluicev1.DefaultBackoffMultiplier),
+				Max:        dur(s.Delivery.Retry.Backoff.Max, sluicev1.DefaultBackoffMax),
+			},
+			DeadLetterTopic:   sp.DeadLetterTopic(),
+			ProcessingTimeout: dur(s.Delivery.ProcessingTimeout, sluicev1.DefaultProcessingTimeout),
+		},
+		Consumer: workerconfig.Consumer{
+			MaxPollRecords:    sluicev1.Int32Or(s.Consumer.MaxPollRecords, sluicev1.DefaultMaxPollRecords),
+			MaxPollInterval:   dur(s.Consumer.MaxPollInterval, sluicev1.DefaultMaxPollInterval),
+			SessionTimeout:    dur(s.Consumer.SessionTimeout, sluicev1.DefaultSessionTimeout),
+			HeartbeatInterval: dur(s.Consumer.HeartbeatInterval, sluicev1.DefaultHeartbeatInterval),
+			FetchMaxWait:      dur(s.Consumer.FetchMaxWait, sluicev1.DefaultFetchMaxWait),
+			ShutdownTimeout:   metav1.Duration{Duration: ShutdownTimeout(sp)},
+		},
+		CircuitBreaker: workerconfig.CircuitBreaker{
+			FailureThreshold: sluicev1.Int32Or(s.CircuitBreaker.FailureThreshold, sluicev1.DefaultFailureThreshold),
+			OpenDuration:     dur(s.CircuitBreaker.OpenDuration, sluicev1.DefaultOpenDuration),
+		},
+		RateLimit: workerconfig.RateLimit{
+			RecordsPerSecond:       sluicev1.Int32Or(s.RateLimit.RecordsPerSecond, 0),
+			WarmupRecordsPerSecond: sluicev1.Int32Or(s.RateLimit.Warmup.RecordsPerSecond, sluicev1.DefaultWarmupRecordsPerSecond),
+			WarmupDuration:         dur(s.RateLimit.Warmup.Duration, sluicev1.DefaultWarmupDuration),
+		},
+		Startup: workerconfig.Startup{MaxJitter: dur(s.Startup.MaxJitter, sluicev1.DefaultMaxJitter)},
+		Server:  workerconfig.Server{Port: HealthPort},
+	}
+
+	if tls := s.Kafka.TLS; tls != nil {
+		cfg.Kafka.TLS = &workerconfig.TLS{}
+		if m, ok := findMount(mounts, volumeKafkaCA); ok {
+			cfg.Kafka.TLS.CAFile = m.File(m.Keys[0])
+		}
+		if m, ok := findMount(mounts, volumeKafkaClientCert); ok {
+			cfg.Kafka.TLS.CertFile = m.File("tls.crt")
+			cfg.Kafka.TLS.KeyFile = m.File("tls.key")
+		}
+	}
+	if sasl := s.Kafka.SASL; sasl != nil {
+		m, _ := findMount(mounts, volumeKafkaSASL)
+		cfg.Kafka.SASL = &workerconfig.SASL{
+			Mechanism:    string(sasl.Mechanism),
+			UsernameFile: m.File("username"),
+			PasswordFile: m.File("password"),
+		}
+	}
+
+	switch {
+	case s.Sink.HTTP != nil:
+		cfg.Sink.HTTP = &workerconfig.HTTPSink{URL: s.Sink.HTTP.URL, Timeout: dur(s.Sink.HTTP.Timeout, sluicev1.DefaultHTTPTimeout)}
+	case s.Sink.Postgres != nil:
+		pg := s.Sink.Postgres
+		m, _ := findMount(mounts, volumePostgresDSN)
+		cfg.Sink.Postgres = &workerconfig.PostgresSink{
+			DSNFile:       m.File(pg.DSNSecretRef.Key),
+			Table:         pg.Table,
+			KeyColumn:     stringOr(pg.KeyColumn, sluicev1.DefaultPostgresKeyColumn),
+			PayloadColumn: stringOr(pg.PayloadColumn, sluicev1.DefaultPostgresPayloadColumn),
+		}
+	case s.Sink.Kafka != nil:
+		cfg.Sink.Kafka = &workerconfig.KafkaSink{Topic: s.Sink.Kafka.Topic}
+	case s.Sink.Log != nil:
+		cfg.Sink.Log = &workerconfig.LogSink{Format: stringOr(string(s.Sink.Log.Format), string(sluicev1.LogFormatJSON))}
+	}
+
+	if k := s.IdempotencyKey; k != nil {
+		cfg.IdempotencyKey = &workerconfig.IdempotencyKey{Header: k.Header, JSONField: k.JSONField}
+	}
+	return cfg
+}
+
+// ConfigMap renders the worker configuration into a ConfigMap and returns the
+// hash of its content, which goes on the pod template so that any change rolls
+// the pods.
+func ConfigMap(sp *sluicev1.StreamPipeline) (*corev1.ConfigMap, string, error) {
+	cfg := WorkerConfig(sp)
+	data, err := cfg.Marshal()
+	if err != nil {
+		return nil, "", fmt.Errorf("render worker config: %w", err)
+	}
+	cm := &corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: objectMeta(sp, ConfigMapName(sp)),
+		Data:       map[string]string{workerconfig.FileName: string(data)},
+	}
+	return cm, Hash(data), nil
+}
+
+// Hash is a short, stable digest of data.
+func Hash(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:8])
+}
+
+func stringOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,205 @@
+// Package workerconfig is the contract between the operator and the worker: the
+// operator renders a Config from a StreamPipeline into a ConfigMap, the worker
+// reads it from the mounted file (or from any file, when run standalone).
+//
+// Credentials never appear here: the config names files (mounted Secrets) that
+// hold them.
+package workerconfig
+
+import (
+	"fmt"
+	"os"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// FileName is the key of the rendered config in the ConfigMap and the file name
+// in the worker pod.
+const FileName = "worker.yaml"
+
+// Config is the worker's whole configuration.
+type Config struct {
+	// Pipeline identifies the StreamPipeline (labels on metrics and logs).
+	Pipeline PipelineRef `json:"pipeline"`
+	// Kafka is the connection to the cluster of the source, retry and DLQ topics.
+	Kafka Kafka `json:"kafka"`
+	// Source is the topic and group.
+	Source Source `json:"source"`
+	// Sink is where records go; exactly one field is set.
+	Sink Sink `json:"sink"`
+	// IdempotencyKey derives the key; nil means "<topic>/<partition>/<offset>".
+	IdempotencyKey *IdempotencyKey `json:"idempotencyKey,omitempty"`
+	// Delivery holds semantics, retry topics and the dead-letter topic.
+	Delivery Delivery `json:"delivery"`
+	// Consumer holds the poll settings.
+	Consumer Consumer `json:"consumer"`
+	// CircuitBreaker guards the sink.
+	CircuitBreaker CircuitBreaker `json:"circuitBreaker"`
+	// RateLimit is the token bucket with warm-up.
+	RateLimit RateLimit `json:"rateLimit"`
+	// Startup holds the join jitter.
+	Startup Startup `json:"startup"`
+	// Server is the health and metrics endpoint.
+	Server Server `json:"server"`
+}
+
+// PipelineRef names the pipeline a worker runs for.
+type PipelineRef struct {
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+}
+
+// Kafka is the client connection.
+type Kafka struct {
+	BootstrapServers []string `json:"bootstrapServers"`
+	TLS              *TLS     `json:"tls,omitempty"`
+	SASL             *SASL    `json:"sasl,omitempty"`
+}
+
+// TLS lists the mounted files of the TLS material. Empty fields mean "system trust
+// store" and "no client certificate".
+type TLS struct {
+	CAFile   string `json:"caFile,omitempty"`
+	CertFile string `json:"certFile,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty"`
+}
+
+// SASL names the mechanism and the mounted credential files.
+type SASL struct {
+	Mechanism    string `json:"mechanism"`
+	UsernameFile string `json:"usernameFile"`
+	PasswordFile string `json:"passwordFile"`
+}
+
+// Source is what to consume.
+type Source struct {
+	Topic         string `json:"topic"`
+	ConsumerGroup string `json:"consumerGroup"`
+	// StartFrom is Earliest or Latest.
+	StartFrom string `json:"startFrom"`
+}
+
+// Sink has exactly one field set.
+type Sink struct {
+	HTTP     *HTTPSink     `json:"http,omitempty"`
+	Postgres *PostgresSink `json:"postgres,omitempty"`
+	Kafka    *KafkaSink    `json:"kafka,omitempty"`
+	Log      *LogSink      `json:"log,omitempty"`
+}
+
+// HTTPSink POSTs records.
+type HTTPSink struct {
+	URL     string          `json:"url"`
+	Timeout metav1.Duration `json:"timeout"`
+}
+
+// PostgresSink inserts records; the DSN is read from a mounted file.
+type PostgresSink struct {
+	DSNFile       string `json:"dsnFile"`
+	Table         string `json:"table"`
+	KeyColumn     string `json:"keyColumn"`
+	PayloadColumn string `json:"payloadColumn"`
+}
+
+// KafkaSink produces records to a topic.
+type KafkaSink struct {
+	Topic string `json:"topic"`
+}
+
+// LogSink prints records.
+type LogSink struct {
+	// Format is JSON or Text.
+	Format string `json:"format"`
+}
+
+// IdempotencyKey derives the idempotency key from a header or a JSON field.
+type IdempotencyKey struct {
+	Header    string `json:"header,omitempty"`
+	JSONField string `json:"jsonField,omitempty"`
+}
+
+// Delivery is the delivery guarantee and the failure path.
+type Delivery struct {
+	// Semantics is AtLeastOnce or ExactlyOnce.
+	Semantics string `json:"semantics"`
+	// RetryTopics are visited in order by a record that keeps failing transiently.
+	RetryTopics       []string        `json:"retryTopics,omitempty"`
+	Backoff           Backoff         `json:"backoff"`
+	DeadLetterTopic   string          `json:"deadLetterTopic"`
+	ProcessingTimeout metav1.Duration `json:"processingTimeout"`
+}
+
+// Backoff is the delay before retry n: min(Initial * Multiplier^(n-1), Max).
+type Backoff struct {
+	Initial    metav1.Duration `json:"initial"`
+	Multiplier int32           `json:"multiplier"`
+	Max        metav1.Duration `json:"max"`
+}
+
+// Consumer holds the poll settings.
+type Consumer struct {
+	MaxPollRecords    int32           `json:"maxPollRecords"`
+	MaxPollInterval   metav1.Duration `json:"maxPollInterval"`
+	SessionTimeout    metav1.Duration `json:"sessionTimeout"`
+	HeartbeatInterval metav1.Duration `json:"heartbeatInterval"`
+	FetchMaxWait      metav1.Duration `json:"fetchMaxWait"`
+	// ShutdownTimeout bounds the graceful drain on SIGTERM; the pod's grace
+	// period is a little longer.
+	ShutdownTimeout metav1.Duration `json:"shutdownTimeout"`
+}
+
+// CircuitBreaker guards the sink.
+type CircuitBreaker struct {
+	FailureThreshold int32           `json:"failureThreshold"`
+	OpenDuration     metav1.Duration `json:"openDuration"`
+}
+
+// RateLimit is a token bucket; RecordsPerSecond 0 means unlimited after warm-up.
+type RateLimit struct {
+	RecordsPerSecond       int32           `json:"recordsPerSecond,omitempty"`
+	WarmupRecordsPerSecond int32           `json:"warmupRecordsPerSecond"`
+	WarmupDuration         metav1.Duration `json:"warmupDuration"`
+}
+
+// Startup holds the random delay before joining the group.
+type Startup struct {
+	MaxJitter metav1.Duration `json:"maxJitter"`
+}
+
+// Server is the HTTP endpoint for /healthz, /readyz and /metrics.
+type Server struct {
+	Port int32 `json:"port"`
+}
+
+// Marshal renders the config as YAML.
+func (c *Config) Marshal() ([]byte, error) {
+	return yaml.Marshal(c)
+}
+
+// Parse reads a YAML (or JSON) config strictly: unknown fields are errors, so a
+// typo in a hand-written config is caught instead of silently ignored. The result
+// is validated.
+func Parse(data []byte) (*Config, error) {
+	var c Config
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return nil, fmt.Errorf("parse worker config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Load reads and validates the config file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read worker config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,215 @@
+package workerconfig
+
+import (
+	"fmt"
+	"regexp"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+var topicName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+
+// Validate checks the config and returns every problem at once, each naming the
+// field ("consumer.heartbeatInterval: Invalid value: ...").
+func (c *Config) Validate() error {
+	var errs field.ErrorList
+	errs = append(errs, validatePipeline(c.Pipeline, field.NewPath("pipeline"))...)
+	errs = append(errs, validateKafka(c.Kafka, field.NewPath("kafka"))...)
+	errs = append(errs, validateSource(c.Source, field.NewPath("source"))...)
+	errs = append(errs, validateSink(c.Sink, c.Delivery.Semantics, field.NewPath("sink"))...)
+	errs = append(errs, validateDelivery(c, field.NewPath("delivery"))...)
+	errs = append(errs, validateConsumer(c.Consumer, field.NewPath("consumer"))...)
+	errs = append(errs, validateBreaker(c.CircuitBreaker, field.NewPath("circuitBreaker"))...)
+	errs = append(errs, validateRateLimit(c.RateLimit, field.NewPath("rateLimit"))...)
+	if c.Startup.MaxJitter.Duration < 0 {
+		errs = append(errs, field.Invalid(field.NewPath("startup", "maxJitter"), c.Startup.MaxJitter.String(), "must not be negative"))
+	}
+	if c.Server.Port < 1 || c.Server.Port > 65535 {
+		errs = append(errs, field.Invalid(field.NewPath("server", "port"), c.Server.Port, "must be a TCP port (1-65535)"))
+	}
+	if c.IdempotencyKey != nil && (c.IdempotencyKey.Header == "") == (c.IdempotencyKey.JSONField == "") {
+		errs = append(errs, field.Invalid(field.NewPath("idempotencyKey"), *c.IdempotencyKey, "set exactly one of header or jsonField"))
+	}
+	return errs.ToAggregate()
+}
+
+func validatePipeline(p PipelineRef, path *field.Path) field.ErrorList {
+	if p.Name == "" {
+		return field.ErrorList{field.Required(path.Child("name"), "names the pipeline in metrics and logs")}
+	}
+	return nil
+}
+
+func validateKafka(k Kafka, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if len(k.BootstrapServers) == 0 {
+		errs = append(errs, field.Required(path.Child("bootstrapServers"), "at least one host:port"))
+	}
+	for i, s := range k.BootstrapServers {
+		if s == "" {
+			errs = append(errs, field.Invalid(path.Child("bootstrapServers").Index(i), s, "must be host:port"))
+		}
+	}
+	if k.TLS != nil && (k.TLS.CertFile == "") != (k.TLS.KeyFile == "") {
+		errs = append(errs, field.Invalid(path.Child("tls"), "", "certFile and keyFile go together"))
+	}
+	if k.SASL != nil {
+		switch k.SASL.Mechanism {
+		case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		default:
+			errs = append(errs, field.NotSupported(path.Child("sasl", "mechanism"), k.SASL.Mechanism, []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}))
+		}
+		if k.SASL.UsernameFile == "" {
+			errs = append(errs, field.Required(path.Child("sasl", "usernameFile"), ""))
+		}
+		if k.SASL.PasswordFile == "" {
+			errs = append(errs, field.Required(path.Child("sasl", "passwordFile"), ""))
+		}
+	}
+	return errs
+}
+
+func validateTopic(path *field.Path, topic string) field.ErrorList {
+	if topic == "" {
+		return field.ErrorList{field.Required(path, "")}
+	}
+	if !topicName.MatchString(topic) || topic == "." || topic == ".." {
+		return field.ErrorList{field.Invalid(path, topic, "a Kafka topic name has 1-249 characters of [a-zA-Z0-9._-] and is not '.' or '..'")}
+	}
+	return nil
+}
+
+func validateSource(s Source, path *field.Path) field.ErrorList {
+	errs := validateTopic(path.Child("topic"), s.Topic)
+	if s.ConsumerGroup == "" {
+		errs = append(errs, field.Required(path.Child("consumerGroup"), ""))
+	}
+	if s.StartFrom != "Earliest" && s.StartFrom != "Latest" {
+		errs = append(errs, field.NotSupported(path.Child("startFrom"), s.StartFrom, []string{"Earliest", "Latest"}))
+	}
+	return errs
+}
+
+func validateSink(s Sink, semantics string, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	set := 0
+	if s.HTTP != nil {
+		set++
+		if s.HTTP.URL == "" {
+			errs = append(errs, field.Required(path.Child("http", "url"), ""))
+		}
+		if s.HTTP.Timeout.Duration <= 0 {
+			errs = append(errs, field.Invalid(path.Child("http", "timeout"), s.HTTP.Timeout.String(), "must be positive"))
+		}
+	}
+	if s.Postgres != nil {
+		set++
+		for name, v := range map[string]string{"dsnFile": s.Postgres.DSNFile, "table": s.Postgres.Table, "keyColumn": s.Postgres.KeyColumn, "payloadColumn": s.Postgres.PayloadColumn} {
+			if v == "" {
+				errs = append(errs, field.Required(path.Child("postgres", name), ""))
+			}
+		}
+	}
+	if s.Kafka != nil {
+		set++
+		errs = append(errs, validateTopic(path.Child("kafka", "topic"), s.Kafka.Topic)...)
+	}
+	if s.Log != nil {
+		set++
+		if s.Log.Format != "JSON" && s.Log.Format != "Text" {
+			errs = append(errs, field.NotSupported(path.Child("log", "format"), s.Log.Format, []string{"JSON", "Text"}))
+		}
+	}
+	if set != 1 {
+		errs = append(errs, field.Invalid(path, fmt.Sprintf("%d sinks set", set), "exactly one of http, postgres, kafka or log must be set"))
+	}
+	if semantics == "ExactlyOnce" && s.Kafka == nil && s.Postgres == nil {
+		errs = append(errs, field.Invalid(field.NewPath("delivery", "semantics"), semantics, "ExactlyOnce needs the kafka or postgres sink"))
+	}
+	return errs
+}
+
+func validateDelivery(c *Config, path *field.Path) field.ErrorList {
+	d := c.Delivery
+	var errs field.ErrorList
+	if d.Semantics != "AtLeastOnce" && d.Semantics != "ExactlyOnce" {
+		errs = append(errs, field.NotSupported(path.Child("semantics"), d.Semantics, []string{"AtLeastOnce", "ExactlyOnce"}))
+	}
+	errs = append(errs, validateTopic(path.Child("deadLetterTopic"), d.DeadLetterTopic)...)
+	if d.DeadLetterTopic == c.Source.Topic {
+		errs = append(errs, field.Invalid(path.Child("deadLetterTopic"), d.DeadLetterTopic, "must differ from source.topic"))
+	}
+	for i, t := range d.RetryTopics {
+		p := path.Child("retryTopics").Index(i)
+		errs = append(errs, validateTopic(p, t)...)
+		if t == c.Source.Topic || t == d.DeadLetterTopic {
+			errs = append(errs, field.Invalid(p, t, "must differ from source.topic and delivery.deadLetterTopic"))
+		}
+	}
+	if len(d.RetryTopics) > 0 {
+		if d.Backoff.Initial.Duration <= 0 {
+			errs = append(errs, field.Invalid(path.Child("backoff", "initial"), d.Backoff.Initial.String(), "must be positive"))
+		}
+		if d.Backoff.Multiplier < 1 {
+			errs = append(errs, field.Invalid(path.Child("backoff", "multiplier"), d.Backoff.Multiplier, "must be at least 1"))
+		}
+		if d.Backoff.Max.Duration < d.Backoff.Initial.Duration {
+			errs = append(errs, field.Invalid(path.Child("backoff", "max"), d.Backoff.Max.String(), "must not be less than backoff.initial"))
+		}
+	}
+	if d.ProcessingTimeout.Duration <= 0 {
+		errs = append(errs, field.Invalid(path.Child("processingTimeout"), d.ProcessingTimeout.String(), "must be positive"))
+	}
+	return errs
+}
+
+func validateConsumer(c Consumer, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if c.MaxPollRecords < 1 {
+		errs = append(errs, field.Invalid(path.Child("maxPollRecords"), c.MaxPollRecords, "must be at least 1"))
+	}
+	for name, d := range map[string]metav1.Duration{
+		"maxPollInterval": c.MaxPollInterval, "sessionTimeout": c.SessionTimeout,
+		"heartbeatInterval": c.HeartbeatInterval, "fetchMaxWait": c.FetchMaxWait, "shutdownTimeout": c.ShutdownTimeout,
+	} {
+		if d.Duration <= 0 {
+			errs = append(errs, field.Invalid(path.Child(name), d.String(), "must be positive"))
+		}
+	}
+	if c.HeartbeatInterval.Duration*3 > c.SessionTimeout.Duration {
+		errs = append(errs, field.Invalid(path.Child("heartbeatInterval"), c.HeartbeatInterval.String(), "must be at most a third of sessionTimeout"))
+	}
+	if c.SessionTimeout.Duration >= c.MaxPollInterval.Duration {
+		errs = append(errs, field.Invalid(path.Child("sessionTimeout"), c.SessionTimeout.String(), "must be less than maxPollInterval"))
+	}
+	return errs
+}
+
+func validateBreaker(b CircuitBreaker, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if b.FailureThreshold < 1 {
+		errs = append(errs, field.Invalid(path.Child("failureThreshold"), b.FailureThreshold, "must be at least 1"))
+	}
+	if b.OpenDuration.Duration <= 0 {
+		errs = append(errs, field.Invalid(path.Child("openDuration"), b.OpenDuration.String(), "must be positive"))
+	}
+	return errs
+}
+
+func validateRateLimit(r RateLimit, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if r.RecordsPerSecond < 0 {
+		errs = append(errs, field.Invalid(path.Child("recordsPerSecond"), r.RecordsPerSecond, "must not be negative (0 means unlimited)"))
+	}
+	if r.WarmupDuration.Duration < 0 {
+		errs = append(errs, field.Invalid(path.Child("warmupDuration"), r.WarmupDuration.String(), "must not be negative"))
+	}
+	if r.WarmupDuration.Duration > 0 && r.WarmupRecordsPerSecond < 1 {
+		errs = append(errs, field.Invalid(path.Child("warmupRecordsPerSecond"), r.WarmupRecordsPerSecond, "must be at least 1 while a warm-up is set"))
+	}
+	if r.RecordsPerSecond > 0 && r.WarmupRecordsPerSecond > r.RecordsPerSecond {
+		errs = append(errs, field.Invalid(path.Child("warmupRecordsPerSecond"), r.WarmupRecordsPerSecond, "must not exceed recordsPerSecond"))
+	}
+	return errs
+}
