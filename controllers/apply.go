@@ -51,7 +51,7 @@ func (r *StreamPipelineReconciler) apply(ctx context.Context, sp *sluicev1.Strea
 	}
 	delete(u, "status") // the apply configuration describes intent only
 	obj := &unstructured.Unstructured{Object: u}
-	if err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 		return res, fmt.Errorf("apply %s %s: %w", kind, desired.GetName(), err)
 	}
 	gvk := desired.GetObjectKind().GroupVersionKind()

@@ -799,7 +799,3 @@ type StreamPipelineList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []StreamPipeline `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&StreamPipeline{}, &StreamPipelineList{})
-}

@@ -7,10 +7,12 @@
 package workerconfig
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -181,9 +183,19 @@ func (c *Config) Marshal() ([]byte, error) {
 // typo in a hand-written config is caught instead of silently ignored. The result
 // is validated.
 func Parse(data []byte) (*Config, error) {
-	var c Config
-	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
 		return nil, fmt.Errorf("parse worker config: %w", err)
+	}
+	var c Config
+	// sigs.k8s.io/json reports unknown and duplicate fields with their full path
+	// ("consumer.maxPolRecords"), as the API server does.
+	strictErrs, err := kjson.UnmarshalStrict(js, &c)
+	if err != nil {
+		return nil, fmt.Errorf("parse worker config: %w", err)
+	}
+	if len(strictErrs) > 0 {
+		return nil, fmt.Errorf("parse worker config: %w", errors.Join(strictErrs...))
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err

@@ -1,0 +1,52 @@
+package controllers
+
+import (
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestEvaluateRollout(t *testing.T) {
+	dep := func(gen, observed int64, replicas, updated, available int32, conds ...appsv1.DeploymentCondition) *appsv1.Deployment {
+		return &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Generation: gen},
+			Status: appsv1.DeploymentStatus{
+				ObservedGeneration: observed, Replicas: replicas, UpdatedReplicas: updated,
+				AvailableReplicas: available, Conditions: conds,
+			},
+		}
+	}
+	deadline := appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded", Message: "timed out"}
+	progressing := appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionTrue, Reason: "NewReplicaSetAvailable"}
+
+	cases := []struct {
+		name             string
+		d                *appsv1.Deployment
+		desired          int32
+		complete, failed bool
+		message          string
+	}{
+		{"no deployment yet", nil, 1, false, false, "not created"},
+		{"generation not observed", dep(2, 1, 3, 3, 3), 3, false, false, "observe generation 2"},
+		{"some replicas not updated", dep(2, 2, 3, 1, 1), 3, false, false, "1 of 3 workers updated"},
+		{"old replicas still terminating", dep(2, 2, 4, 3, 3), 3, false, false, "1 old workers pending"},
+		{"updated but not available", dep(2, 2, 3, 3, 2), 3, false, false, "2 of 3 updated workers available"},
+		{"complete", dep(2, 2, 3, 3, 3, progressing), 3, true, false, "3 of 3 workers available"},
+		{"scaled to zero", dep(5, 5, 0, 0, 0), 0, true, false, "0 of 0"},
+		{"progress deadline exceeded", dep(2, 2, 3, 1, 0, deadline), 3, false, true, "rollout failed: timed out"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := evaluateRollout(tc.d, tc.desired)
+			if got.complete != tc.complete || got.failed != tc.failed {
+				t.Errorf("complete=%v failed=%v, want %v %v (%s)", got.complete, got.failed, tc.complete, tc.failed, got.message)
+			}
+			if !strings.Contains(got.message, tc.message) {
+				t.Errorf("message %q does not contain %q", got.message, tc.message)
+			}
+		})
+	}
+}

@@ -1,0 +1,101 @@
+package workerconfig
+
+import (
+	"strings"
+	"testing"
+)
+
+const validConfig = `
+kafka: {bootstrapServers: ["127.0.0.1:9092"]}
+source: {topic: orders, consumerGroup: shop.orders, startFrom: Earliest}
+sink: {log: {format: JSON}}
+delivery:
+  semantics: AtLeastOnce
+  retryTopics: [orders.retry.1, orders.retry.2]
+  backoff: {initial: 1s, multiplier: 4, max: 10m}
+  deadLetterTopic: orders.dlq
+  processingTimeout: 30s
+consumer: {maxPollRecords: 100, maxPollInterval: 10m, sessionTimeout: 45s, heartbeatInterval: 15s, fetchMaxWait: 500ms, shutdownTimeout: 10m}
+circuitBreaker: {failureThreshold: 5, openDuration: 1m}
+rateLimit: {warmupRecordsPerSecond: 100, warmupDuration: 2m}
+startup: {maxJitter: 30s}
+server: {port: 8080}
+pipeline: {namespace: shop, name: orders}
+`
+
+func TestParseAcceptsAValidConfig(t *testing.T) {
+	c, err := Parse([]byte(validConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Consumer.SessionTimeout.Seconds() != 45 || c.Delivery.RetryTopics[1] != "orders.retry.2" {
+		t.Errorf("parsed %+v", c)
+	}
+	// A rendered config round-trips.
+	out, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse(out); err != nil {
+		t.Fatalf("round trip: %v", err)
+	}
+}
+
+func TestParseNamesTheBadField(t *testing.T) {
+	cases := []struct {
+		name, from, to string
+		want           []string
+	}{
+		{"unknown field (a typo)", "maxPollRecords: 100", "maxPolRecords: 100", []string{`unknown field "consumer.maxPolRecords"`}},
+		{"no bootstrap servers", `bootstrapServers: ["127.0.0.1:9092"]`, "bootstrapServers: []", []string{"kafka.bootstrapServers: Required value"}},
+		{"heartbeat too slow", "heartbeatInterval: 15s", "heartbeatInterval: 20s", []string{"consumer.heartbeatInterval", "a third of sessionTimeout"}},
+		{"no sink", "sink: {log: {format: JSON}}", "sink: {}", []string{"sink: Invalid value", "exactly one"}},
+		{"exactly-once log sink", "semantics: AtLeastOnce", "semantics: ExactlyOnce", []string{"delivery.semantics", "kafka or postgres"}},
+		{"dead-letter topic is the source", "deadLetterTopic: orders.dlq", "deadLetterTopic: orders", []string{"delivery.deadLetterTopic", "must differ from source.topic"}},
+		{"bad topic name", "topic: orders,", "topic: 'orders/x',", []string{"source.topic: Invalid value"}},
+		{"bad duration", "processingTimeout: 30s", "processingTimeout: soon", []string{"parse worker config"}},
+		{"bad start", "startFrom: Earliest", "startFrom: Beginning", []string{"source.startFrom: Unsupported value"}},
+		{"port out of range", "port: 8080", "port: 70000", []string{"server.port"}},
+		{"warm-up above limit", "rateLimit: {", "rateLimit: {recordsPerSecond: 50, ", []string{"rateLimit.warmupRecordsPerSecond"}},
+		{"several problems at once", "server: {port: 8080}\npipeline: {namespace: shop, name: orders}", "server: {port: 0}\npipeline: {namespace: shop, name: ''}", []string{"server.port", "pipeline.name"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(validConfig, tc.from) {
+				t.Fatalf("test edit %q does not apply", tc.from)
+			}
+			_, err := Parse([]byte(strings.Replace(validConfig, tc.from, tc.to, 1)))
+			if err == nil {
+				t.Fatal("accepted an invalid config")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// FuzzParse feeds arbitrary bytes to the config parser: it must return a config
+// or an error, never panic, and whatever it accepts must survive a round trip.
+// Run longer by hand: go test -fuzz FuzzParse ./internal/workerconfig
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(validConfig))
+	f.Add([]byte("{}"))
+	f.Add([]byte("kafka: {bootstrapServers: [1]}"))
+	f.Add([]byte("consumer: {maxPollInterval: -1h}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data)
+		if err != nil {
+			return
+		}
+		out, err := c.Marshal()
+		if err != nil {
+			t.Fatalf("marshal accepted config: %v", err)
+		}
+		if _, err := Parse(out); err != nil {
+			t.Fatalf("accepted config does not round-trip: %v\n%s", err, out)
+		}
+	})
+}
