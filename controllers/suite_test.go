@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -29,7 +30,7 @@ import (
 // checked through owner references.
 var (
 	k8s        client.Client
-	reader     client.Reader
+	restConfig *rest.Config
 	reconciler *StreamPipelineReconciler
 )
 
@@ -83,7 +84,7 @@ func runSuite(m *testing.M) int {
 	}()
 
 	k8s = env.Client
-	reader = mgr.GetAPIReader()
+	restConfig = env.Config
 	return m.Run()
 }
 
