@@ -1,0 +1,73 @@
+package worker
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metric names, one meaning each; docs/worker.md documents them.
+const (
+	metricRecords         = "sluice_worker_records_total"
+	metricErrors          = "sluice_worker_errors_total"
+	metricProcessing      = "sluice_worker_sink_call_duration_seconds"
+	metricEndToEnd        = "sluice_worker_end_to_end_latency_seconds"
+	metricCircuitState    = "sluice_worker_circuit_state"
+	metricInFlight        = "sluice_worker_in_flight_records"
+	metricPaused          = "sluice_worker_paused_partitions"
+	metricCommits         = "sluice_worker_commits_total"
+	metricParkFailures    = "sluice_worker_park_failures_total"
+	metricRateLimit       = "sluice_worker_rate_limit_records_per_second"
+	outcomeProcessed      = "processed"
+	outcomeRetried        = "retried"
+	outcomeDeadLettered   = "dead_lettered"
+	circuitClosed         = 0
+	circuitHalfOpen       = 1
+	circuitOpen           = 2
+	commitResultSucceeded = "succeeded"
+	commitResultFailed    = "failed"
+)
+
+type metrics struct {
+	records      *prometheus.CounterVec
+	errors       *prometheus.CounterVec
+	processing   prometheus.Histogram
+	endToEnd     prometheus.Histogram
+	circuit      prometheus.Gauge
+	inFlight     prometheus.Gauge
+	paused       prometheus.Gauge
+	commits      *prometheus.CounterVec
+	parkFailures prometheus.Counter
+	rateLimit    prometheus.Gauge
+
+	processed, retried, deadLettered prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, pipeline string) *metrics {
+	labels := prometheus.Labels{"pipeline": pipeline}
+	m := &metrics{
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricRecords, ConstLabels: labels,
+			Help: "Records handled, by outcome: processed (the sink acknowledged), retried (parked in a retry topic), dead_lettered."}, []string{"outcome"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricErrors, ConstLabels: labels,
+			Help: "Record failures by error class (transient, poison)."}, []string{"class"}),
+		processing: prometheus.NewHistogram(prometheus.HistogramOpts{Name: metricProcessing, ConstLabels: labels,
+			Help: "Duration of one sink call (one record for http, one batch for the others).", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		endToEnd: prometheus.NewHistogram(prometheus.HistogramOpts{Name: metricEndToEnd, ConstLabels: labels,
+			Help: "Time from the source record's timestamp to the sink's acknowledgement.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 22)}),
+		circuit: prometheus.NewGauge(prometheus.GaugeOpts{Name: metricCircuitState, ConstLabels: labels,
+			Help: "Circuit breaker state around the sink: 0 closed, 1 half-open, 2 open."}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: metricInFlight, ConstLabels: labels,
+			Help: "Records polled and not yet finished."}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{Name: metricPaused, ConstLabels: labels,
+			Help: "Partitions paused (retry not due, circuit open, or a failed park)."}),
+		commits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricCommits, ConstLabels: labels,
+			Help: "Offset commits by result."}, []string{"result"}),
+		parkFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: metricParkFailures, ConstLabels: labels,
+			Help: "Failed produces to a retry or dead-letter topic; the record is re-read, never dropped."}),
+		rateLimit: prometheus.NewGauge(prometheus.GaugeOpts{Name: metricRateLimit, ConstLabels: labels,
+			Help: "Current rate limit (records/s per worker); +Inf when unlimited."}),
+	}
+	reg.MustRegister(m.records, m.errors, m.processing, m.endToEnd, m.circuit, m.inFlight, m.paused, m.commits, m.parkFailures, m.rateLimit)
+	m.processed = m.records.WithLabelValues(outcomeProcessed)
+	m.retried = m.records.WithLabelValues(outcomeRetried)
+	m.deadLettered = m.records.WithLabelValues(outcomeDeadLettered)
+	return m
+}

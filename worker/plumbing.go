@@ -1,0 +1,105 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/internal/kafka"
+	"github.com/sluice-dev/sluice/internal/workerconfig"
+	"github.com/sluice-dev/sluice/worker/sink"
+)
+
+// connFromConfig reads the mounted credential files named in the config.
+func connFromConfig(k workerconfig.Kafka) (kafka.Conn, error) {
+	conn := kafka.Conn{Brokers: k.BootstrapServers}
+	read := func(field, path string) ([]byte, error) {
+		if path == "" {
+			return nil, nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("kafka.%s: %w", field, err)
+		}
+		return b, nil
+	}
+	var err error
+	if t := k.TLS; t != nil {
+		conn.TLS = &kafka.TLS{}
+		if conn.TLS.CA, err = read("tls.caFile", t.CAFile); err != nil {
+			return conn, err
+		}
+		if conn.TLS.Cert, err = read("tls.certFile", t.CertFile); err != nil {
+			return conn, err
+		}
+		if conn.TLS.Key, err = read("tls.keyFile", t.KeyFile); err != nil {
+			return conn, err
+		}
+	}
+	if s := k.SASL; s != nil {
+		user, err := read("sasl.usernameFile", s.UsernameFile)
+		if err != nil {
+			return conn, err
+		}
+		pass, err := read("sasl.passwordFile", s.PasswordFile)
+		if err != nil {
+			return conn, err
+		}
+		conn.SASL = &kafka.SASL{Mechanism: s.Mechanism, Username: strings.TrimSpace(string(user)), Password: strings.TrimRight(string(pass), "\r\n")}
+	}
+	return conn, nil
+}
+
+// openSink builds the configured sink.
+func openSink(ctx context.Context, cfg *workerconfig.Config, client *kgo.Client) (sink.Sink, error) {
+	s := cfg.Sink
+	switch {
+	case s.HTTP != nil:
+		return sink.NewHTTP(s.HTTP.URL, s.HTTP.Timeout.Duration), nil
+	case s.Postgres != nil:
+		dsn, err := os.ReadFile(s.Postgres.DSNFile)
+		if err != nil {
+			return nil, fmt.Errorf("sink.postgres.dsnFile: %w", err)
+		}
+		return sink.NewPostgres(ctx, sink.PostgresOptions{
+			DSN: strings.TrimSpace(string(dsn)), Table: s.Postgres.Table,
+			KeyColumn: s.Postgres.KeyColumn, PayloadColumn: s.Postgres.PayloadColumn,
+		})
+	case s.Kafka != nil:
+		return sink.NewKafka(client, s.Kafka.Topic), nil
+	case s.Log != nil:
+		return sink.NewLog(os.Stdout, s.Log.Format), nil
+	}
+	return nil, fmt.Errorf("sink: none configured")
+}
+
+// clientID names this member in broker logs and group listings: the pod name.
+func clientID() string {
+	if n := os.Getenv("POD_NAME"); n != "" {
+		return "sluice-worker-" + n
+	}
+	if h, err := os.Hostname(); err == nil {
+		return "sluice-worker-" + h
+	}
+	return ""
+}
+
+// kgoLogger routes franz-go's logs (warnings and errors) to slog.
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	switch level {
+	case kgo.LogLevelError:
+		k.l.Error(msg, keyvals...)
+	case kgo.LogLevelWarn:
+		k.l.Warn(msg, keyvals...)
+	default:
+		k.l.Debug(msg, keyvals...)
+	}
+}

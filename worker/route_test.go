@@ -1,0 +1,54 @@
+package worker
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/sluice-dev/sluice/worker/failure"
+)
+
+func TestBackoffGrowsAndCaps(t *testing.T) {
+	b := backoffPolicy{initial: time.Second, multiplier: 4, max: 10 * time.Minute}
+	want := []time.Duration{time.Second, 4 * time.Second, 16 * time.Second, 64 * time.Second, 256 * time.Second, 10 * time.Minute, 10 * time.Minute}
+	for i, w := range want {
+		if got := b.delay(i + 1); got != w {
+			t.Errorf("delay(%d) = %v, want %v", i+1, got, w)
+		}
+	}
+	huge := backoffPolicy{initial: time.Hour, multiplier: 100, max: 1 << 62}
+	if got := huge.delay(40); got != 1<<62 {
+		t.Errorf("overflow not capped: %v", got)
+	}
+}
+
+func TestDecideRoute(t *testing.T) {
+	now := time.Unix(1000, 0)
+	b := backoffPolicy{initial: time.Second, multiplier: 4, max: time.Minute}
+	retries := []string{"o.retry.1", "o.retry.2", "o.retry.3"}
+	transient := failure.Transient(errors.New("503"))
+	cases := []struct {
+		name    string
+		err     error
+		attempt int
+		retries []string
+		want    route
+	}{
+		{"success is done", nil, 0, retries, route{kind: routeDone}},
+		{"poison goes straight to the DLQ", failure.Poison(errors.New("bad json")), 0, retries, route{kind: routeDeadLetter, topic: "o.dlq"}},
+		{"poison from a retry topic too", failure.Poison(errors.New("400")), 2, retries, route{kind: routeDeadLetter, topic: "o.dlq"}},
+		{"first transient failure: retry 1 after 1s", transient, 0, retries, route{routeRetry, "o.retry.1", now.Add(time.Second)}},
+		{"second: retry 2 after 4s", transient, 1, retries, route{routeRetry, "o.retry.2", now.Add(4 * time.Second)}},
+		{"third: retry 3 after 16s", transient, 2, retries, route{routeRetry, "o.retry.3", now.Add(16 * time.Second)}},
+		{"retries exhausted: DLQ", transient, 3, retries, route{kind: routeDeadLetter, topic: "o.dlq"}},
+		{"no retry topics: DLQ", transient, 0, nil, route{kind: routeDeadLetter, topic: "o.dlq"}},
+		{"unclassified counts as transient", errors.New("?"), 0, retries, route{routeRetry, "o.retry.1", now.Add(time.Second)}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := decideRoute(tc.err, tc.attempt, tc.retries, "o.dlq", b, now); got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,62 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/worker/failure"
+)
+
+// Kafka produces each record (key, value, headers) to a topic with the worker's
+// idempotent, acks=all producer, and acknowledges a record only when the broker
+// did. (ExactlyOnce delivery uses the transactional loop instead.)
+type Kafka struct {
+	client *kgo.Client
+	topic  string
+}
+
+// NewKafka returns a Kafka sink that produces with client.
+func NewKafka(client *kgo.Client, topic string) *Kafka { return &Kafka{client: client, topic: topic} }
+
+// Write implements Sink: the batch is produced at once and awaited.
+func (k *Kafka) Write(ctx context.Context, recs []*Record) []error {
+	errs := make([]error, len(recs))
+	var wg sync.WaitGroup
+	wg.Add(len(recs))
+	for i, r := range recs {
+		out := &kgo.Record{Topic: k.topic, Key: r.Rec.Key, Value: r.Rec.Value, Headers: r.Rec.Headers}
+		k.client.Produce(ctx, out, func(_ *kgo.Record, err error) {
+			errs[i] = classifyProduceError(err)
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// classifyProduceError: a record too large or otherwise rejected for what it is
+// will never be accepted; everything else (not enough replicas, leader moves,
+// timeouts) may be.
+func classifyProduceError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) ||
+		errors.Is(err, kerr.InvalidRecord) {
+		return failure.Poison(err)
+	}
+	return failure.Transient(err)
+}
+
+// MaxBatch implements Sink.
+func (k *Kafka) MaxBatch() int { return 0 }
+
+// Ping implements Sink.
+func (k *Kafka) Ping(ctx context.Context) error { return k.client.Ping(ctx) }
+
+// Close implements Sink; the client belongs to the worker.
+func (k *Kafka) Close() error { return nil }

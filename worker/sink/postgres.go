@@ -1,0 +1,123 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sluice-dev/sluice/worker/failure"
+)
+
+// Postgres inserts records with INSERT ... ON CONFLICT (key) DO NOTHING, so a
+// redelivered record has no effect: the idempotency key column must carry a
+// unique constraint. A batch is one statement (unnest of two arrays), one round
+// trip; when the database rejects the batch for its data, the records are
+// inserted one by one to tell the poison pill from the rest.
+type Postgres struct {
+	pool   *pgxpool.Pool
+	insert string
+	bytea  bool
+}
+
+// PostgresOptions name the table and columns.
+type PostgresOptions struct {
+	DSN, Table, KeyColumn, PayloadColumn string
+}
+
+// NewPostgres connects and prepares the insert for the table's payload column type
+// (jsonb, json, text, varchar or bytea).
+func NewPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
+	pool, err := pgxpool.New(ctx, o.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("postgres sink: %w", err)
+	}
+	var typ string
+	err = pool.QueryRow(ctx, `SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+		WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped`, o.Table, o.PayloadColumn).Scan(&typ)
+	if errors.Is(err, pgx.ErrNoRows) {
+		pool.Close()
+		return nil, fmt.Errorf("postgres sink: table %q has no column %q (or the table does not exist)", o.Table, o.PayloadColumn)
+	}
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres sink: read column type of %s.%s: %w", o.Table, o.PayloadColumn, err)
+	}
+	table := pgx.Identifier(strings.Split(o.Table, ".")).Sanitize()
+	key := pgx.Identifier{o.KeyColumn}.Sanitize()
+	payload := pgx.Identifier{o.PayloadColumn}.Sanitize()
+	return &Postgres{
+		pool:  pool,
+		bytea: typ == "bytea",
+		insert: fmt.Sprintf(`INSERT INTO %s (%s, %s) SELECT k, v FROM unnest($1::text[], $2::%s[]) AS u(k, v) ON CONFLICT (%s) DO NOTHING`,
+			table, key, payload, typ, key),
+	}, nil
+}
+
+func (p *Postgres) args(recs []*Record) (keys []string, payload any) {
+	keys = make([]string, len(recs))
+	for i, r := range recs {
+		keys[i] = r.IdempotencyKey
+	}
+	if p.bytea {
+		vals := make([][]byte, len(recs))
+		for i, r := range recs {
+			vals[i] = r.Rec.Value
+		}
+		return keys, vals
+	}
+	vals := make([]string, len(recs))
+	for i, r := range recs {
+		vals[i] = string(r.Rec.Value)
+	}
+	return keys, vals
+}
+
+// Write implements Sink.
+func (p *Postgres) Write(ctx context.Context, recs []*Record) []error {
+	keys, vals := p.args(recs)
+	_, err := p.pool.Exec(ctx, p.insert, keys, vals)
+	if err == nil {
+		return make([]error, len(recs))
+	}
+	if !isDataError(err) || len(recs) == 1 {
+		return fill(len(recs), classifyPG(err))
+	}
+	errs := make([]error, len(recs))
+	for i := range recs {
+		errs[i] = p.Write(ctx, recs[i:i+1])[0]
+	}
+	return errs
+}
+
+// isDataError: SQLSTATE classes 22 (data exception: invalid JSON, bad encoding)
+// and 23 (integrity: NOT NULL, CHECK) are about the record, not the database.
+func isDataError(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23"))
+}
+
+func classifyPG(err error) error {
+	if isDataError(err) {
+		return failure.Poison(err)
+	}
+	// Connection loss, timeouts, serialization failures, a dropped table, too
+	// many connections: not the record's fault.
+	return failure.Transient(err)
+}
+
+// MaxBatch implements Sink.
+func (p *Postgres) MaxBatch() int { return 0 }
+
+// Ping implements Sink.
+func (p *Postgres) Ping(ctx context.Context) error { return p.pool.Ping(ctx) }
+
+// Close implements Sink.
+func (p *Postgres) Close() error {
+	p.pool.Close()
+	return nil
+}

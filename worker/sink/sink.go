@@ -1,0 +1,49 @@
+// Package sink holds the worker's sinks, one file each. A sink delivers records
+// durably and says, per record, whether it did: nil means acknowledged (the
+// offset may be committed), an error classified with package failure decides
+// between retry and dead-letter.
+package sink
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Record is what a sink sees: the source record plus the idempotency key that
+// makes a redelivery a no-op.
+type Record struct {
+	// IdempotencyKey is stable across redeliveries and retries.
+	IdempotencyKey string
+	// Rec is the consumed record (for retried records, the retry topic's copy;
+	// key, value and the original headers are unchanged).
+	Rec *kgo.Record
+	// OriginalTimestamp is the source record's timestamp (end-to-end latency).
+	OriginalTimestamp time.Time
+}
+
+// Sink delivers records.
+type Sink interface {
+	// Write delivers recs (one partition's, in order) and returns one error per
+	// record, nil for each the sink durably acknowledged. A sink may deliver the
+	// batch at once; it must not report success for a record it did not store.
+	Write(ctx context.Context, recs []*Record) []error
+	// MaxBatch is the most records one Write should get (0: no limit). The
+	// circuit breaker counts each Write as one call, so a sink whose calls are
+	// per record (http) asks for 1.
+	MaxBatch() int
+	// Ping tells whether the sink answers (readiness).
+	Ping(ctx context.Context) error
+	// Close releases the sink's resources.
+	Close() error
+}
+
+// fill returns n copies of err (a whole batch failing the same way).
+func fill(n int, err error) []error {
+	errs := make([]error, n)
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}

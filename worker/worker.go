@@ -1,0 +1,623 @@
+// Package worker is Sluice's Kafka consumer: it polls, hands each partition's
+// records through a short pipeline (decode → rate limit → circuit breaker →
+// sink), routes failures to retry and dead-letter topics, and commits an offset
+// only when every record before it is durably handled.
+//
+// The loop reads:
+//
+//	poll (rebalances blocked) → process partitions concurrently → settle:
+//	wait for parked copies to be acknowledged, rewind and pause any partition
+//	with unfinished records, commit the finished prefix → allow rebalances.
+//
+// Anything that can't be handled now (a retry not yet due, an open circuit, a
+// failed produce to a retry topic) is handled the same way: the partition is
+// rewound to its first unfinished record and paused until a given time. Nothing
+// is held in memory across polls, nothing is skipped, and the poll loop never
+// sleeps, so heartbeats and rebalances go on.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/plugin/kprom"
+
+	"github.com/sluice-dev/sluice/internal/workerconfig"
+	"github.com/sluice-dev/sluice/worker/failure"
+	"github.com/sluice-dev/sluice/worker/sink"
+)
+
+// errSinkFailing is what the breaker is told when a sink call failed.
+var errSinkFailing = errors.New("every record of the sink call failed transiently")
+
+// parkRetryBackoff is how long a partition waits after a failed produce to a
+// retry or dead-letter topic before its records are read again.
+const parkRetryBackoff = time.Second
+
+// Options configure a Worker. Only Config is required.
+type Options struct {
+	Config *workerconfig.Config
+	// Sink overrides the sink built from Config (tests, embedding).
+	Sink sink.Sink
+	// Registry receives the metrics; a new one is made when nil.
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+	// Listener serves /healthz, /readyz and /metrics; when nil the worker listens
+	// on Config.Server.Port.
+	Listener net.Listener
+	// KafkaOpts are appended to the client options (credentials, test tuning).
+	KafkaOpts []kgo.Opt
+	// Now is the clock (tests); time.Now when nil.
+	Now func() time.Time
+}
+
+// Worker consumes one pipeline's source and retry topics as one group member.
+type Worker struct {
+	cfg      *workerconfig.Config
+	opts     Options
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	metrics  *metrics
+	now      func() time.Time
+	backoff  backoffPolicy
+	attempts map[string]int // retry topic → attempts before it
+
+	client  *kgo.Client
+	snk     sink.Sink
+	sinkRef atomic.Pointer[sink.Sink]
+	joined  atomic.Bool
+	tracker *tracker
+	limiter *limiter
+	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
+
+	mu          sync.Mutex
+	openUntil   time.Time        // when the open circuit lets a trial call through
+	pausedUntil map[tp]time.Time // partitions paused, and until when
+}
+
+// New validates the config and prepares a worker; Run starts it.
+func New(o Options) (*Worker, error) {
+	if o.Config == nil {
+		return nil, errors.New("worker: no config")
+	}
+	if err := o.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("worker config: %w", err)
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	cfg := o.Config
+	w := &Worker{
+		cfg:  cfg,
+		opts: o,
+		log:  o.Logger.With("pipeline", cfg.Pipeline.Namespace+"/"+cfg.Pipeline.Name),
+		reg:  o.Registry,
+		now:  o.Now,
+		backoff: backoffPolicy{
+			initial:    cfg.Delivery.Backoff.Initial.Duration,
+			max:        cfg.Delivery.Backoff.Max.Duration,
+			multiplier: int64(cfg.Delivery.Backoff.Multiplier),
+		},
+		attempts:    map[string]int{},
+		tracker:     newTracker(),
+		pausedUntil: map[tp]time.Time{},
+	}
+	for i, t := range cfg.Delivery.RetryTopics {
+		w.attempts[t] = i + 1
+	}
+	w.metrics = newMetrics(o.Registry, cfg.Pipeline.Name)
+	w.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        "sink",
+		MaxRequests: 1,
+		Timeout:     cfg.CircuitBreaker.OpenDuration.Duration,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= uint32(cfg.CircuitBreaker.FailureThreshold)
+		},
+		OnStateChange: w.onBreakerStateChange,
+	})
+	return w, nil
+}
+
+// Registry returns the registry holding the worker's metrics.
+func (w *Worker) Registry() *prometheus.Registry { return w.reg }
+
+func (w *Worker) onBreakerStateChange(_ string, from, to gobreaker.State) {
+	w.log.Warn("circuit breaker state changed", "from", from.String(), "to", to.String())
+	switch to {
+	case gobreaker.StateOpen:
+		w.mu.Lock()
+		w.openUntil = w.now().Add(w.cfg.CircuitBreaker.OpenDuration.Duration)
+		w.mu.Unlock()
+		w.metrics.circuit.Set(circuitOpen)
+	case gobreaker.StateHalfOpen:
+		w.metrics.circuit.Set(circuitHalfOpen)
+	default:
+		w.metrics.circuit.Set(circuitClosed)
+	}
+}
+
+// Run serves health and metrics, waits the startup jitter, joins the group and
+// consumes until ctx is canceled; then it finishes in-flight records within
+// the shutdown timeout, commits and leaves the group. It returns nil after a
+// clean shutdown.
+func (w *Worker) Run(ctx context.Context) error {
+	ln := w.opts.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", ":"+strconv.Itoa(int(w.cfg.Server.Port))); err != nil {
+			return fmt.Errorf("listen for health and metrics: %w", err)
+		}
+	}
+	srvCtx, stopServer := context.WithCancel(context.Background())
+	defer stopServer()
+	go w.serve(srvCtx, ln, w.reg)
+
+	if err := w.jitter(ctx); err != nil {
+		return nil // stopped while waiting to start: nothing to clean up
+	}
+
+	opts, err := w.clientOpts()
+	if err != nil {
+		return err
+	}
+	if w.client, err = kgo.NewClient(opts...); err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer w.client.Close()
+
+	if w.snk = w.opts.Sink; w.snk == nil {
+		if w.snk, err = openSink(ctx, w.cfg, w.client); err != nil {
+			return err
+		}
+	}
+	defer func() { _ = w.snk.Close() }()
+	w.sinkRef.Store(&w.snk)
+
+	c := w.cfg.RateLimit
+	w.limiter = newLimiter(w.now(), c.WarmupDuration.Duration, c.WarmupRecordsPerSecond, c.RecordsPerSecond)
+	return w.consume(ctx)
+}
+
+// jitter waits a random time up to maxJitter, so that a restarted fleet joins
+// the group (and hits the sink) spread out rather than all at once.
+func (w *Worker) jitter(ctx context.Context) error {
+	maxJitter := w.cfg.Startup.MaxJitter.Duration
+	if maxJitter <= 0 {
+		return nil
+	}
+	d := rand.N(maxJitter)
+	w.log.Info("startup jitter", "delay", d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (w *Worker) clientOpts() ([]kgo.Opt, error) {
+	cfg := w.cfg
+	conn, err := connFromConfig(cfg.Kafka)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := conn.Opts()
+	if err != nil {
+		return nil, err
+	}
+	topics := append([]string{cfg.Source.Topic}, cfg.Delivery.RetryTopics...)
+	start := kgo.NewOffset().AtStart()
+	if cfg.Source.StartFrom == "Latest" {
+		start = kgo.NewOffset().AtEnd()
+	}
+	kp := kprom.NewMetrics("sluice_worker_kafka", kprom.Registerer(w.reg), kprom.Gatherer(w.reg))
+	opts = append(opts,
+		kgo.ConsumerGroup(cfg.Source.ConsumerGroup),
+		kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(start),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.SessionTimeout(cfg.Consumer.SessionTimeout.Duration),
+		kgo.HeartbeatInterval(cfg.Consumer.HeartbeatInterval.Duration),
+		kgo.RebalanceTimeout(cfg.Consumer.MaxPollInterval.Duration),
+		kgo.FetchMaxWait(cfg.Consumer.FetchMaxWait.Duration),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(time.Millisecond),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { w.joined.Store(true) }),
+		kgo.OnPartitionsRevoked(w.onRevoked),
+		kgo.OnPartitionsLost(w.onLost),
+		kgo.WithHooks(kp),
+		kgo.WithLogger(kgoLogger{w.log}),
+	)
+	if id := clientID(); id != "" {
+		opts = append(opts, kgo.ClientID(id))
+	}
+	return append(opts, w.opts.KafkaOpts...), nil
+}
+
+// consume is the poll loop.
+func (w *Worker) consume(ctx context.Context) error {
+	// Processing outlives a SIGTERM by at most the shutdown timeout: in-flight
+	// records are finished, not abandoned mid-call.
+	procCtx, procCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer procCancel()
+	stopAfter := context.AfterFunc(ctx, func() {
+		time.AfterFunc(w.cfg.Consumer.ShutdownTimeout.Duration, procCancel)
+	})
+	defer stopAfter()
+
+	maxPoll := int(w.cfg.Consumer.MaxPollRecords)
+	for ctx.Err() == nil {
+		w.resumeDue()
+		pollCtx, cancel := w.pollContext(ctx)
+		fetches := w.client.PollRecords(pollCtx, maxPoll)
+		cancel()
+		if fetches.IsClientClosed() {
+			break
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+				w.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
+			}
+		})
+		if _, gen := w.client.GroupMetadata(); gen > 0 {
+			w.joined.Store(true)
+		}
+
+		var wg sync.WaitGroup
+		var pauseMu sync.Mutex
+		pauses := map[tp]time.Time{}
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 {
+				return
+			}
+			w.tracker.start(p.Records)
+			w.metrics.inFlight.Add(float64(len(p.Records)))
+			wg.Go(func() {
+				if until := w.processPartition(ctx, procCtx, p.Records); !until.IsZero() {
+					pauseMu.Lock()
+					pauses[tp{p.Topic, p.Partition}] = until
+					pauseMu.Unlock()
+				}
+			})
+		})
+		wg.Wait()
+		w.settle(procCtx, pauses)
+		w.client.AllowRebalance()
+	}
+	return w.shutdown(procCtx)
+}
+
+// pollContext bounds a poll by the next moment a paused partition is due, so a
+// due retry is not kept waiting for new data elsewhere.
+func (w *Worker) pollContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var next time.Time
+	for _, until := range w.pausedUntil {
+		if next.IsZero() || until.Before(next) {
+			next = until
+		}
+	}
+	if next.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, next.Add(time.Millisecond))
+}
+
+// message is a record on its way through the pipeline.
+type message struct {
+	rec  *kgo.Record
+	info failureInfo
+	sink sink.Record
+}
+
+// processPartition handles one partition's records in order and returns when the
+// partition should be paused until (zero: not paused). Records it doesn't get to
+// stay unfinished; settle rewinds the partition to the first of them.
+func (w *Worker) processPartition(stopCtx, procCtx context.Context, recs []*kgo.Record) time.Time {
+	maxBatch := w.snk.MaxBatch()
+	chunk := make([]*message, 0, min(len(recs), max(maxBatch, 1)))
+	for i := 0; i < len(recs); {
+		if stopCtx.Err() != nil {
+			return time.Time{} // shutting down: the rest is left for the next owner
+		}
+		now := w.now()
+		chunk = chunk[:0]
+		var dueAt time.Time
+		for ; i < len(recs) && (maxBatch == 0 || len(chunk) < maxBatch); i++ {
+			r := recs[i]
+			info, err := decodeFailureInfo(r)
+			if err != nil {
+				w.park(r, failureInfo{origin: origin{r.Topic, r.Partition, r.Offset, r.Timestamp}}, failure.Poison(err), now)
+				continue
+			}
+			if info.attempt == 0 && w.attempts[r.Topic] > 0 {
+				info.attempt = w.attempts[r.Topic] // a foreign record in a retry topic
+			}
+			if info.dueAt.After(now) {
+				dueAt = info.dueAt
+				break
+			}
+			key, err := idempotencyKey(w.cfg.IdempotencyKey, r, info.origin)
+			if err != nil {
+				w.park(r, info, err, now)
+				continue
+			}
+			chunk = append(chunk, &message{rec: r, info: info, sink: sink.Record{IdempotencyKey: key, Rec: r, OriginalTimestamp: info.origin.timestamp}})
+		}
+		if len(chunk) > 0 {
+			if until, ok := w.deliver(procCtx, chunk); !ok {
+				return until
+			}
+		}
+		if !dueAt.IsZero() {
+			return dueAt // the head of this retry partition isn't due yet
+		}
+	}
+	return time.Time{}
+}
+
+// deliver passes one chunk through rate limit, breaker and sink, and routes the
+// results. It returns false (and a pause time) when the chunk was not delivered.
+func (w *Worker) deliver(ctx context.Context, chunk []*message) (time.Time, bool) {
+	if err := w.limiter.wait(ctx, len(chunk), w.now()); err != nil {
+		return time.Time{}, false
+	}
+	w.metrics.rateLimit.Set(float64(w.limiter.bucket.Limit()))
+	report, err := w.breaker.Allow()
+	if err != nil {
+		// Open (or half-open with its trial call taken): backpressure. The
+		// records stay in Kafka, not in the dead-letter topic.
+		w.mu.Lock()
+		until := w.openUntil
+		w.mu.Unlock()
+		if now := w.now(); !until.After(now) {
+			until = now.Add(min(w.cfg.CircuitBreaker.OpenDuration.Duration, 500*time.Millisecond))
+		}
+		return until, false
+	}
+
+	recs := make([]*sink.Record, len(chunk))
+	for i, m := range chunk {
+		recs[i] = &m.sink
+	}
+	start := w.now()
+	errs := w.write(ctx, recs)
+	w.metrics.processing.Observe(w.now().Sub(start).Seconds())
+
+	transient := 0
+	now := w.now()
+	for i, m := range chunk {
+		err := errs[i]
+		if err == nil {
+			w.metrics.processed.Inc()
+			if !m.info.origin.timestamp.IsZero() {
+				w.metrics.endToEnd.Observe(now.Sub(m.info.origin.timestamp).Seconds())
+			}
+			w.finish(m.rec)
+			continue
+		}
+		if failure.ClassOf(err) == failure.ClassTransient {
+			transient++
+		}
+		w.park(m.rec, m.info, err, now)
+	}
+	// The breaker counts sink calls: a call fails when every record in it failed
+	// transiently (the downstream is sick); poison pills are the records' fault.
+	if transient == len(chunk) {
+		report(errSinkFailing)
+	} else {
+		report(nil)
+	}
+	return time.Time{}, true
+}
+
+// write calls the sink with the processing timeout and turns a panic into a
+// poison pill (isolating the record when the batch had several).
+func (w *Worker) write(ctx context.Context, recs []*sink.Record) (errs []error) {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.Delivery.ProcessingTimeout.Duration)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			if len(recs) > 1 {
+				errs = make([]error, len(recs))
+				for i := range recs {
+					errs[i] = w.write(ctx, recs[i:i+1])[0]
+				}
+				return
+			}
+			errs = []error{failure.Poisonf("sink panicked: %v", p)}
+		}
+	}()
+	errs = w.snk.Write(ctx, recs)
+	if len(errs) != len(recs) {
+		return fillErrs(len(recs), failure.Transientf("sink returned %d results for %d records", len(errs), len(recs)))
+	}
+	return errs
+}
+
+func fillErrs(n int, err error) []error {
+	errs := make([]error, n)
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
+// park writes a failed record's copy to its next retry topic or to the
+// dead-letter topic; the record is finished only when the broker acknowledged
+// the copy (acks=all, idempotent producer).
+func (w *Worker) park(r *kgo.Record, info failureInfo, cause error, now time.Time) {
+	class := failure.ClassOf(cause)
+	w.metrics.errors.WithLabelValues(string(class)).Inc()
+	rt := decideRoute(cause, info.attempt, w.cfg.Delivery.RetryTopics, w.cfg.Delivery.DeadLetterTopic, w.backoff, now)
+	out := failedCopy(r, info, rt.topic, string(class), cause, now, rt.dueAt)
+	w.client.Produce(context.WithoutCancel(context.Background()), out, func(_ *kgo.Record, err error) {
+		if err != nil {
+			w.metrics.parkFailures.Inc()
+			w.log.Error("could not park a failed record; it will be read again", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "to", rt.topic, "err", err)
+			return
+		}
+		if rt.kind == routeRetry {
+			w.metrics.retried.Inc()
+		} else {
+			w.metrics.deadLettered.Inc()
+		}
+		w.finish(r)
+	})
+}
+
+func (w *Worker) finish(r *kgo.Record) {
+	if w.tracker.done(r) {
+		w.metrics.inFlight.Dec()
+	}
+}
+
+// settle ends a poll round: it waits for parked copies to be acknowledged,
+// rewinds every partition that still has unfinished records to the first of them
+// and pauses it, then commits what is finished.
+func (w *Worker) settle(ctx context.Context, pauses map[tp]time.Time) {
+	if err := w.client.Flush(ctx); err != nil {
+		w.log.Warn("flush of parked records interrupted", "err", err)
+	}
+	now := w.now()
+	rewind := map[string]map[int32]kgo.EpochOffset{}
+	for p, offset := range w.tracker.firstUnfinished() {
+		if rewind[p.topic] == nil {
+			rewind[p.topic] = map[int32]kgo.EpochOffset{}
+		}
+		rewind[p.topic][p.partition] = kgo.EpochOffset{Epoch: -1, Offset: offset}
+		n := w.tracker.forgetUnfinished(p)
+		w.metrics.inFlight.Sub(float64(n))
+		until, ok := pauses[p]
+		if !ok {
+			until = now.Add(parkRetryBackoff) // a park failed: back off, then re-read
+		}
+		w.pause(p, until)
+	}
+	if len(rewind) > 0 {
+		w.client.SetOffsets(rewind)
+	}
+	for p, until := range pauses {
+		if _, rewound := rewind[p.topic][p.partition]; !rewound {
+			w.pause(p, until)
+		}
+	}
+	w.commit(ctx, w.tracker.committable())
+}
+
+func (w *Worker) commit(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) {
+	if len(offsets) == 0 {
+		return
+	}
+	var commitErr error
+	w.client.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			commitErr = err
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if e := kerr.ErrorForCode(p.ErrorCode); e != nil {
+					commitErr = fmt.Errorf("%s[%d]: %w", t.Topic, p.Partition, e)
+				}
+			}
+		}
+	})
+	if commitErr != nil {
+		w.metrics.commits.WithLabelValues(commitResultFailed).Inc()
+		w.log.Warn("commit failed; the records will be committed with the next round or re-read", "err", commitErr)
+		return
+	}
+	w.metrics.commits.WithLabelValues(commitResultSucceeded).Inc()
+	w.tracker.committed(offsets)
+}
+
+func (w *Worker) pause(p tp, until time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.pausedUntil[p]; !ok {
+		w.client.PauseFetchPartitions(map[string][]int32{p.topic: {p.partition}})
+	}
+	w.pausedUntil[p] = until
+	w.metrics.paused.Set(float64(len(w.pausedUntil)))
+}
+
+// resumeDue resumes the partitions whose pause is over.
+func (w *Worker) resumeDue() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := w.now()
+	resume := map[string][]int32{}
+	for p, until := range w.pausedUntil {
+		if !until.After(now) {
+			resume[p.topic] = append(resume[p.topic], p.partition)
+			delete(w.pausedUntil, p)
+		}
+	}
+	if len(resume) > 0 {
+		w.client.ResumeFetchPartitions(resume)
+	}
+	w.metrics.paused.Set(float64(len(w.pausedUntil)))
+}
+
+// onRevoked commits what is finished in the partitions being taken away, before
+// they go: the next owner starts exactly after it.
+func (w *Worker) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	if offsets := w.tracker.committableFor(revoked); len(offsets) > 0 {
+		w.commit(ctx, offsets)
+	}
+	w.forget(cl, revoked)
+}
+
+// onLost forgets partitions lost without a chance to commit (session expired);
+// their next owner re-reads from the last commit.
+func (w *Worker) onLost(_ context.Context, cl *kgo.Client, lost map[string][]int32) {
+	w.forget(cl, lost)
+}
+
+func (w *Worker) forget(cl *kgo.Client, parts map[string][]int32) {
+	w.metrics.inFlight.Sub(float64(w.tracker.drop(parts)))
+	w.mu.Lock()
+	for topic, ps := range parts {
+		for _, p := range ps {
+			delete(w.pausedUntil, tp{topic, p})
+		}
+	}
+	w.metrics.paused.Set(float64(len(w.pausedUntil)))
+	w.mu.Unlock()
+	cl.ResumeFetchPartitions(parts) // a partition assigned again later starts unpaused
+}
+
+// shutdown commits what is finished and leaves the group (Close runs the revoke
+// callback, which commits again for the partitions given up).
+func (w *Worker) shutdown(ctx context.Context) error {
+	w.commit(ctx, w.tracker.committable())
+	w.client.AllowRebalance()
+	w.log.Info("shutting down: committed finished records, leaving the group")
+	return nil
+}
