@@ -16,6 +16,7 @@ const (
 	metricCommits         = "sluice_worker_commits_total"
 	metricParkFailures    = "sluice_worker_park_failures_total"
 	metricRateLimit       = "sluice_worker_rate_limit_records_per_second"
+	metricProducerResets  = "sluice_worker_producer_resets_total"
 	outcomeProcessed      = "processed"
 	outcomeRetried        = "retried"
 	outcomeDeadLettered   = "dead_lettered"
@@ -27,16 +28,17 @@ const (
 )
 
 type metrics struct {
-	records      *prometheus.CounterVec
-	errors       *prometheus.CounterVec
-	processing   prometheus.Histogram
-	endToEnd     prometheus.Histogram
-	circuit      prometheus.Gauge
-	inFlight     prometheus.Gauge
-	paused       prometheus.Gauge
-	commits      *prometheus.CounterVec
-	parkFailures prometheus.Counter
-	rateLimit    prometheus.Gauge
+	records        *prometheus.CounterVec
+	errors         *prometheus.CounterVec
+	processing     prometheus.Histogram
+	endToEnd       prometheus.Histogram
+	circuit        prometheus.Gauge
+	inFlight       prometheus.Gauge
+	paused         prometheus.Gauge
+	commits        *prometheus.CounterVec
+	parkFailures   prometheus.Counter
+	rateLimit      prometheus.Gauge
+	producerResets prometheus.Counter
 
 	processed, retried, deadLettered prometheus.Counter
 }
@@ -65,7 +67,9 @@ func newMetrics(reg prometheus.Registerer, pipeline string) *metrics {
 		rateLimit: prometheus.NewGauge(prometheus.GaugeOpts{Name: metricRateLimit, ConstLabels: labels,
 			Help: "Current rate limit (records/s per worker); +Inf when unlimited."}),
 	}
-	reg.MustRegister(m.records, m.errors, m.processing, m.endToEnd, m.circuit, m.inFlight, m.paused, m.commits, m.parkFailures, m.rateLimit)
+	m.producerResets = prometheus.NewCounter(prometheus.CounterOpts{Name: metricProducerResets, ConstLabels: labels,
+		Help: "Times the producer of parked copies was replaced after it stopped making progress."})
+	reg.MustRegister(m.records, m.errors, m.processing, m.endToEnd, m.circuit, m.inFlight, m.paused, m.commits, m.parkFailures, m.rateLimit, m.producerResets)
 	m.processed = m.records.WithLabelValues(outcomeProcessed)
 	m.retried = m.records.WithLabelValues(outcomeRetried)
 	m.deadLettered = m.records.WithLabelValues(outcomeDeadLettered)

@@ -55,7 +55,7 @@ func connFromConfig(k workerconfig.Kafka) (kafka.Conn, error) {
 }
 
 // openSink builds the configured sink.
-func openSink(ctx context.Context, cfg *workerconfig.Config, client *kgo.Client) (sink.Sink, error) {
+func openSink(ctx context.Context, cfg *workerconfig.Config, producer func() *kgo.Client) (sink.Sink, error) {
 	s := cfg.Sink
 	switch {
 	case s.HTTP != nil:
@@ -70,7 +70,7 @@ func openSink(ctx context.Context, cfg *workerconfig.Config, client *kgo.Client)
 			KeyColumn: s.Postgres.KeyColumn, PayloadColumn: s.Postgres.PayloadColumn,
 		})
 	case s.Kafka != nil:
-		return sink.NewKafka(client, s.Kafka.Topic), nil
+		return sink.NewKafka(producer, s.Kafka.Topic), nil
 	case s.Log != nil:
 		return sink.NewLog(os.Stdout, s.Log.Format), nil
 	}
@@ -88,10 +88,21 @@ func clientID() string {
 	return ""
 }
 
-// kgoLogger routes franz-go's logs (warnings and errors) to slog.
+// kgoLogger routes franz-go's logs to slog: warnings and errors by default,
+// more with SLUICE_KAFKA_LOG_LEVEL=info or debug (for chasing a client problem).
 type kgoLogger struct{ l *slog.Logger }
 
-func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+func (k kgoLogger) Level() kgo.LogLevel {
+	switch strings.ToLower(os.Getenv("SLUICE_KAFKA_LOG_LEVEL")) {
+	case "debug":
+		return kgo.LogLevelDebug
+	case "info":
+		return kgo.LogLevelInfo
+	case "error":
+		return kgo.LogLevelError
+	}
+	return kgo.LogLevelWarn
+}
 
 func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	switch level {
@@ -99,7 +110,9 @@ func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		k.l.Error(msg, keyvals...)
 	case kgo.LogLevelWarn:
 		k.l.Warn(msg, keyvals...)
+	case kgo.LogLevelInfo:
+		k.l.Info(msg, keyvals...)
 	default:
-		k.l.Debug(msg, keyvals...)
+		k.l.Info("debug: "+msg, keyvals...)
 	}
 }

@@ -32,10 +32,12 @@ type partitionTrack struct {
 	lastCommit int64 // what was last handed out for committing
 }
 
+// trackedRecord is matched by identity, not offset: after a rewind the same
+// offset is fetched again as a new record, and a late acknowledgement for the
+// old one must not finish the new one.
 type trackedRecord struct {
-	offset int64
-	epoch  int32
-	done   bool
+	rec  *kgo.Record
+	done bool
 }
 
 func newTracker() *tracker { return &tracker{parts: map[tp]*partitionTrack{}} }
@@ -59,7 +61,7 @@ func (t *tracker) start(recs []*kgo.Record) {
 	defer t.mu.Unlock()
 	pt := t.part(tp{recs[0].Topic, recs[0].Partition})
 	for _, r := range recs {
-		pt.inflight = append(pt.inflight, trackedRecord{offset: r.Offset, epoch: r.LeaderEpoch})
+		pt.inflight = append(pt.inflight, trackedRecord{rec: r})
 	}
 }
 
@@ -74,14 +76,14 @@ func (t *tracker) done(r *kgo.Record) bool {
 	}
 	found := false
 	for i := range pt.inflight {
-		if pt.inflight[i].offset == r.Offset && !pt.inflight[i].done {
+		if pt.inflight[i].rec == r && !pt.inflight[i].done {
 			pt.inflight[i].done, found = true, true
 			break
 		}
 	}
 	n := 0
 	for n < len(pt.inflight) && pt.inflight[n].done {
-		pt.commit, pt.epoch = pt.inflight[n].offset+1, pt.inflight[n].epoch
+		pt.commit, pt.epoch = pt.inflight[n].rec.Offset+1, pt.inflight[n].rec.LeaderEpoch
 		n++
 	}
 	pt.inflight = pt.inflight[n:]
@@ -97,7 +99,7 @@ func (t *tracker) firstUnfinished() map[tp]int64 {
 	out := map[tp]int64{}
 	for p, pt := range t.parts {
 		if len(pt.inflight) > 0 {
-			out[p] = pt.inflight[0].offset
+			out[p] = pt.inflight[0].rec.Offset
 		}
 	}
 	return out

@@ -73,8 +73,30 @@ func TestTrackerHandsOutEachCommitOnceAndForgetsRevokedPartitions(t *testing.T) 
 		t.Fatalf("committableFor = %v", c)
 	}
 	tr.drop(map[string][]int32{"orders": {0}})
+	if tr.done(a[1]) {
+		t.Error("a late ack for a revoked partition's record was tracked")
+	}
 	tr.done(a[1]) // a late ack for a revoked partition is ignored
 	if c := tr.committable(); len(c) != 0 {
 		t.Fatalf("revoked partition still committable: %v", c)
+	}
+}
+
+func TestALateAckDoesNotFinishTheRefetchedRecord(t *testing.T) {
+	tr := newTracker()
+	old := recs("orders", 0, 5)
+	tr.start(old)
+	tr.forgetUnfinished(tp{"orders", 0}) // rewound: offset 5 will be fetched again
+	again := recs("orders", 0, 5)
+	tr.start(again)
+	if tr.done(old[0]) {
+		t.Fatal("the old record's ack was applied to the re-fetched one")
+	}
+	if c := tr.committable(); len(c) != 0 {
+		t.Fatalf("committable = %v before the re-fetched record is handled", c)
+	}
+	tr.done(again[0])
+	if c := tr.committable(); c["orders"][0].Offset != 6 {
+		t.Fatalf("committable = %v", c)
 	}
 }

@@ -75,13 +75,17 @@ type Worker struct {
 	backoff  backoffPolicy
 	attempts map[string]int // retry topic → attempts before it
 
-	client  *kgo.Client
-	snk     sink.Sink
-	sinkRef atomic.Pointer[sink.Sink]
-	joined  atomic.Bool
-	tracker *tracker
-	limiter *limiter
-	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
+	client   *kgo.Client                // consumer (and commits)
+	producer atomic.Pointer[kgo.Client] // parked copies and the kafka sink; replaced when stuck
+	// parkFailStreak counts consecutive failed parks; a streak means the
+	// producer may be wedged and is replaced.
+	parkFailStreak atomic.Int32
+	snk            sink.Sink
+	sinkRef        atomic.Pointer[sink.Sink]
+	joined         atomic.Bool
+	tracker        *tracker
+	limiter        *limiter
+	breaker        *gobreaker.TwoStepCircuitBreaker[struct{}]
 
 	mu          sync.Mutex
 	openUntil   time.Time        // when the open circuit lets a trial call through
@@ -183,9 +187,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	defer w.client.Close()
+	producer, err := w.newProducer()
+	if err != nil {
+		return err
+	}
+	w.producer.Store(producer)
+	defer func() { w.producer.Load().Close() }()
 
 	if w.snk = w.opts.Sink; w.snk == nil {
-		if w.snk, err = openSink(ctx, w.cfg, w.client); err != nil {
+		if w.snk, err = openSink(ctx, w.cfg, w.producer.Load); err != nil {
 			return err
 		}
 	}
@@ -244,8 +254,6 @@ func (w *Worker) clientOpts() ([]kgo.Opt, error) {
 		kgo.RebalanceTimeout(cfg.Consumer.MaxPollInterval.Duration),
 		kgo.FetchMaxWait(cfg.Consumer.FetchMaxWait.Duration),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(time.Millisecond),
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { w.joined.Store(true) }),
 		kgo.OnPartitionsRevoked(w.onRevoked),
 		kgo.OnPartitionsLost(w.onLost),
@@ -256,6 +264,71 @@ func (w *Worker) clientOpts() ([]kgo.Opt, error) {
 		opts = append(opts, kgo.ClientID(id))
 	}
 	return append(opts, w.opts.KafkaOpts...), nil
+}
+
+// newProducer makes the client that writes parked copies (and the kafka sink's
+// records): idempotent, acks=all, bounded delivery time.
+func (w *Worker) newProducer() (*kgo.Client, error) {
+	conn, err := connFromConfig(w.cfg.Kafka)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := conn.Opts()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts,
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		// A retriable produce error (NOT_ENOUGH_REPLICAS, a leader move) is retried
+		// after a metadata refresh; with kgo's 5s default min age, every retry
+		// would outlive the delivery timeout and fail the record (and, for an
+		// idempotent producer, bump its epoch and fail the next ones the same way).
+		kgo.MetadataMinAge(producerMetadataMinAge),
+		kgo.RecordDeliveryTimeout(deliveryTimeout(w.cfg.Consumer.MaxPollInterval.Duration)),
+		kgo.ProducerLinger(time.Millisecond),
+		kgo.WithLogger(kgoLogger{w.log.With("client", "producer")}),
+	)
+	if id := clientID(); id != "" {
+		opts = append(opts, kgo.ClientID(id+"-producer"))
+	}
+	cl, err := kgo.NewClient(append(opts, w.opts.KafkaOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka producer: %w", err)
+	}
+	return cl, nil
+}
+
+// producerMetadataMinAge bounds how long a retriable produce error waits for
+// fresh metadata; deliveryTimeout is always several times longer.
+const producerMetadataMinAge = 500 * time.Millisecond
+
+// replaceStreak is how many consecutive failed parks make the worker replace
+// its producer.
+const replaceStreak = 3
+
+// replaceProducer swaps in a fresh producer and closes the old one, failing its
+// buffered records (their source records are re-read). franz-go v1.22.3 can
+// wedge an idempotent producer after an epoch bump under repeated
+// NOT_ENOUGH_REPLICAS; a new client heals that without restarting the worker.
+func (w *Worker) replaceProducer(why string) {
+	fresh, err := w.newProducer()
+	if err != nil {
+		w.log.Error("could not replace the Kafka producer", "err", err)
+		return
+	}
+	old := w.producer.Swap(fresh)
+	w.parkFailStreak.Store(0)
+	w.metrics.producerResets.Inc()
+	w.log.Warn("replaced the Kafka producer", "why", why)
+	go old.Close()
+}
+
+// deliveryTimeout bounds how long a produce (a parked copy, a kafka-sink
+// record) may take: a third of maxPollInterval, between 2s and 30s. A park that
+// can't finish in time fails, and its record is re-read after a pause, so the
+// poll loop always gets back to the group well within the rebalance timeout.
+func deliveryTimeout(maxPollInterval time.Duration) time.Duration {
+	return min(max(maxPollInterval/3, 4*producerMetadataMinAge), 30*time.Second)
 }
 
 // consume is the poll loop.
@@ -401,6 +474,7 @@ func (w *Worker) deliver(ctx context.Context, chunk []*message) (time.Time, bool
 		return until, false
 	}
 
+	probe := w.breaker.State() == gobreaker.StateHalfOpen
 	recs := make([]*sink.Record, len(chunk))
 	for i, m := range chunk {
 		recs[i] = &m.sink
@@ -410,6 +484,20 @@ func (w *Worker) deliver(ctx context.Context, chunk []*message) (time.Time, bool
 	w.metrics.processing.Observe(w.now().Sub(start).Seconds())
 
 	transient := 0
+	for _, err := range errs {
+		if failure.ClassOf(err) == failure.ClassTransient {
+			transient++
+		}
+	}
+	if probe && transient == len(chunk) {
+		// A failed trial call is backpressure like the open circuit it reopens:
+		// its records are read again later, not walked through the retry topics.
+		report(errSinkFailing)
+		w.mu.Lock()
+		until := w.openUntil
+		w.mu.Unlock()
+		return until, false
+	}
 	now := w.now()
 	for i, m := range chunk {
 		err := errs[i]
@@ -420,9 +508,6 @@ func (w *Worker) deliver(ctx context.Context, chunk []*message) (time.Time, bool
 			}
 			w.finish(m.rec)
 			continue
-		}
-		if failure.ClassOf(err) == failure.ClassTransient {
-			transient++
 		}
 		w.park(m.rec, m.info, err, now)
 	}
@@ -476,12 +561,14 @@ func (w *Worker) park(r *kgo.Record, info failureInfo, cause error, now time.Tim
 	w.metrics.errors.WithLabelValues(string(class)).Inc()
 	rt := decideRoute(cause, info.attempt, w.cfg.Delivery.RetryTopics, w.cfg.Delivery.DeadLetterTopic, w.backoff, now)
 	out := failedCopy(r, info, rt.topic, string(class), cause, now, rt.dueAt)
-	w.client.Produce(context.WithoutCancel(context.Background()), out, func(_ *kgo.Record, err error) {
+	w.producer.Load().Produce(context.WithoutCancel(context.Background()), out, func(_ *kgo.Record, err error) {
 		if err != nil {
+			w.parkFailStreak.Add(1)
 			w.metrics.parkFailures.Inc()
 			w.log.Error("could not park a failed record; it will be read again", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "to", rt.topic, "err", err)
 			return
 		}
+		w.parkFailStreak.Store(0)
 		if rt.kind == routeRetry {
 			w.metrics.retried.Inc()
 		} else {
@@ -501,8 +588,18 @@ func (w *Worker) finish(r *kgo.Record) {
 // rewinds every partition that still has unfinished records to the first of them
 // and pauses it, then commits what is finished.
 func (w *Worker) settle(ctx context.Context, pauses map[tp]time.Time) {
-	if err := w.client.Flush(ctx); err != nil {
-		w.log.Warn("flush of parked records interrupted", "err", err)
+	// Parked copies normally finish (acknowledged or failed) within the delivery
+	// timeout; a flush that outlasts it by far means the producer is wedged.
+	flushCtx, cancel := context.WithTimeout(ctx, deliveryTimeout(w.cfg.Consumer.MaxPollInterval.Duration)+5*time.Second)
+	err := w.producer.Load().Flush(flushCtx)
+	cancel()
+	switch {
+	case err != nil && ctx.Err() == nil:
+		w.replaceProducer("parked records neither acknowledged nor failed past the delivery timeout")
+	case err != nil:
+		w.log.Warn("flush of parked records interrupted by shutdown", "err", err)
+	case w.parkFailStreak.Load() >= replaceStreak:
+		w.replaceProducer(fmt.Sprintf("%d parks in a row failed", w.parkFailStreak.Load()))
 	}
 	now := w.now()
 	rewind := map[string]map[int32]kgo.EpochOffset{}
@@ -530,10 +627,15 @@ func (w *Worker) settle(ctx context.Context, pauses map[tp]time.Time) {
 	w.commit(ctx, w.tracker.committable())
 }
 
+// commit commits offsets, giving up after the delivery timeout: a commit the
+// coordinator can't take now (it moved, it is loading) is retried with the next
+// round's offsets instead of holding the poll loop, and with it the group.
 func (w *Worker) commit(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) {
 	if len(offsets) == 0 {
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, deliveryTimeout(w.cfg.Consumer.MaxPollInterval.Duration))
+	defer cancel()
 	var commitErr error
 	w.client.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {

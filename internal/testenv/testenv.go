@@ -8,7 +8,6 @@
 package testenv
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/modroot"
 )
 
 // K8sVersion is the kube-apiserver version the tests run against; keep it in
@@ -35,22 +35,7 @@ type Env struct {
 }
 
 // ModuleRoot finds the directory holding go.mod, from the working directory up.
-func ModuleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
+func ModuleRoot() (string, error) { return modroot.Find() }
 
 // assets returns the folder holding etcd and kube-apiserver.
 func assets(root string) (string, error) {

@@ -15,27 +15,49 @@ import (
 // idempotent, acks=all producer, and acknowledges a record only when the broker
 // did. (ExactlyOnce delivery uses the transactional loop instead.)
 type Kafka struct {
-	client *kgo.Client
+	client func() *kgo.Client // the worker's current producer
 	topic  string
 }
 
-// NewKafka returns a Kafka sink that produces with client.
-func NewKafka(client *kgo.Client, topic string) *Kafka { return &Kafka{client: client, topic: topic} }
+// NewKafka returns a Kafka sink that produces with the client producer returns
+// (the worker may replace a wedged producer).
+func NewKafka(producer func() *kgo.Client, topic string) *Kafka {
+	return &Kafka{client: producer, topic: topic}
+}
 
-// Write implements Sink: the batch is produced at once and awaited.
+// Write implements Sink: the batch is produced at once and awaited until ctx
+// ends; records not acknowledged by then are reported as transient failures
+// (a late acknowledgement only means a harmless duplicate later).
 func (k *Kafka) Write(ctx context.Context, recs []*Record) []error {
+	var mu sync.Mutex
 	errs := make([]error, len(recs))
-	var wg sync.WaitGroup
-	wg.Add(len(recs))
+	answered := make([]bool, len(recs))
+	pending := len(recs)
+	allDone := make(chan struct{})
 	for i, r := range recs {
 		out := &kgo.Record{Topic: k.topic, Key: r.Rec.Key, Value: r.Rec.Value, Headers: r.Rec.Headers}
-		k.client.Produce(ctx, out, func(_ *kgo.Record, err error) {
-			errs[i] = classifyProduceError(err)
-			wg.Done()
+		k.client().Produce(ctx, out, func(_ *kgo.Record, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			errs[i], answered[i] = classifyProduceError(err), true
+			if pending--; pending == 0 {
+				close(allDone)
+			}
 		})
 	}
-	wg.Wait()
-	return errs
+	select {
+	case <-allDone:
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	out := make([]error, len(recs))
+	for i := range out {
+		if out[i] = errs[i]; !answered[i] {
+			out[i] = failure.Transientf("not acknowledged in time: %w", ctx.Err())
+		}
+	}
+	return out
 }
 
 // classifyProduceError: a record too large or otherwise rejected for what it is
@@ -56,7 +78,7 @@ func classifyProduceError(err error) error {
 func (k *Kafka) MaxBatch() int { return 0 }
 
 // Ping implements Sink.
-func (k *Kafka) Ping(ctx context.Context) error { return k.client.Ping(ctx) }
+func (k *Kafka) Ping(ctx context.Context) error { return k.client().Ping(ctx) }
 
 // Close implements Sink; the client belongs to the worker.
 func (k *Kafka) Close() error { return nil }

@@ -1,0 +1,312 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sluice-dev/sluice/internal/modroot"
+	"github.com/sluice-dev/sluice/internal/testpg"
+	"github.com/sluice-dev/sluice/internal/workerconfig"
+)
+
+var (
+	pgOnce   sync.Once
+	pgServer *testpg.Server
+	pgErr    error
+	pgDBs    int
+	pgMu     sync.Mutex
+)
+
+// postgresDB starts the package's PostgreSQL server on first use and gives the
+// test a database of its own with table orders(id text primary key, payload jsonb).
+func postgresDB(t *testing.T) (string, *pgx.Conn) {
+	t.Helper()
+	pgOnce.Do(func() { pgServer, pgErr = testpg.Start() })
+	if pgErr != nil {
+		t.Fatal(pgErr)
+	}
+	pgMu.Lock()
+	pgDBs++
+	name := fmt.Sprintf("worker_%d", pgDBs)
+	pgMu.Unlock()
+	ctx := context.Background()
+	dsn, err := pgServer.CreateDatabase(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(ctx) })
+	if _, err := conn.Exec(ctx, "CREATE TABLE orders (id text PRIMARY KEY, payload jsonb NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	return dsn, conn
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if pgServer != nil {
+		_ = pgServer.Stop()
+	}
+	os.Exit(code)
+}
+
+// buildWorker compiles cmd/worker once per test binary.
+var buildOnce = sync.OnceValues(func() (string, error) {
+	root, err := modroot.Find()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "sluice-worker-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "worker")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/worker")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/worker: %w\n%s", err, out)
+	}
+	return bin, nil
+})
+
+func freePort(t *testing.T) int32 {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	return int32(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// TestCrashLoopLosesNothingAndDuplicatesNothing runs the real worker binary and
+// SIGKILLs it at random moments while 100,000 records flow, with broker faults
+// in between (failed produces to the dead-letter topic, failed commits, slow
+// fetches). Afterwards every good record is in PostgreSQL exactly once and every
+// poison pill is in the dead-letter topic.
+func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
+	testStart := time.Now()
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBroker(t)
+	b.createTopics(4, allTopics...)
+	dsn, conn := postgresDB(t)
+	dir := t.TempDir()
+	dsnFile := filepath.Join(dir, "dsn")
+	if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(b.seeds)
+	cfg.Sink = workerconfig.Sink{Postgres: &workerconfig.PostgresSink{DSNFile: dsnFile, Table: "orders", KeyColumn: "id", PayloadColumn: "payload"}}
+	cfg.IdempotencyKey = &workerconfig.IdempotencyKey{JSONField: "id"}
+	cfg.Consumer.MaxPollRecords = 500
+	cfg.Consumer.SessionTimeout = metav1.Duration{Duration: time.Second}
+	cfg.Consumer.MaxPollInterval = metav1.Duration{Duration: 3 * time.Second}
+	cfg.Server.Port = freePort(t)
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "worker.yaml")
+	if err := os.WriteFile(cfgFile, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	const total, poisonEvery = 100_000, 1000
+	wantRows, wantSum := 0, int64(0)
+	for i := range total {
+		if i%poisonEvery != poisonEvery-1 {
+			wantRows++
+			wantSum += int64(i)
+		}
+	}
+	wantPoison := total / poisonEvery
+
+	// Records keep arriving while the workers crash.
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		for from := 0; from < total; from += 2000 {
+			b.produce("orders", from, from+2000, func(i int, r *kgo.Record) {
+				if i%poisonEvery == poisonEvery-1 {
+					r.Value = fmt.Appendf(nil, "poison-%d", i) // not JSON: no idempotency key
+				} else {
+					r.Value = fmt.Appendf(nil, `{"id":"r-%d","n":%d}`, i, i)
+				}
+			})
+			time.Sleep(60 * time.Millisecond)
+		}
+	}()
+
+	logs, err := os.Create(filepath.Join(dir, "worker.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = logs.Close() }()
+	start := func() *exec.Cmd {
+		cmd := exec.Command(bin, "--config", cfgFile)
+		cmd.Env = append(os.Environ(), "SLUICE_KAFKA_LOG_LEVEL="+os.Getenv("SLUICE_KAFKA_LOG_LEVEL"))
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	faults := []func(){
+		func() { // the dead-letter topic refuses writes for a while
+			b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "orders.dlq", Err: kerr.NotEnoughReplicas, Count: 3})
+		},
+		func() { // commits fail
+			b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.CoordinatorLoadInProgress, Count: 5})
+		},
+		func() { // fetches stall: the leader "moves", the consumer backs off and refreshes
+			// (kfake's SleepControl would be the direct way, but it races under -race)
+			b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: "orders", Err: kerr.NotLeaderForPartition, Count: 10})
+		},
+	}
+	kills := 0
+	for ; kills < 12; kills++ {
+		cmd := start()
+		time.Sleep(time.Duration(300+rand.IntN(900)) * time.Millisecond)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		faults[kills%len(faults)]()
+	}
+	<-produced
+
+	// A last worker runs to completion and shuts down gracefully. Like the
+	// kubelet, the test would restart it if it exited on its own; it must not.
+	t.Logf("%d SIGKILLs done after %v", kills, time.Since(testStart).Round(time.Millisecond))
+	finalStart := time.Now()
+	final := start()
+	exited := make(chan error, 1)
+	go func() { exited <- final.Wait() }()
+	restarts := 0
+	rows := func() (int, int64) {
+		var n int
+		var sum *int64
+		if err := conn.QueryRow(context.Background(), "SELECT count(*), sum((payload->>'n')::bigint) FROM orders").Scan(&n, &sum); err != nil {
+			t.Fatal(err)
+		}
+		if sum == nil {
+			return n, 0
+		}
+		return n, *sum
+	}
+	deadline := time.Now().Add(180 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			restarts++
+			t.Logf("the final worker exited (%v); restarting it", err)
+			final = start()
+			go func() { exited <- final.Wait() }()
+		default:
+		}
+		n, _ := rows()
+		if n >= wantRows && len(poisonInDLQ(b)) >= wantPoison {
+			break
+		}
+		if time.Now().After(deadline) {
+			metrics := scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", cfg.Server.Port))
+			_ = final.Process.Signal(syscall.SIGQUIT) // the Go runtime dumps every goroutine
+			if err := <-exited; err != nil {
+				t.Logf("worker after SIGQUIT: %v", err)
+			}
+			log, _ := os.ReadFile(logs.Name())
+			kept := filepath.Join(os.TempDir(), fmt.Sprintf("sluice-crash-%d.log", time.Now().UnixNano()))
+			_ = os.WriteFile(kept, log, 0o644)
+			t.Logf("final worker metrics:\n%s\nfull worker log: %s", metrics, kept)
+			t.Fatalf("after %d kills: %d of %d rows, %d of %d poison pills in the DLQ after 180s\nworker log tail:\n%s",
+				kills, n, wantRows, len(poisonInDLQ(b)), wantPoison, tail(log, 4000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	finalMetrics := scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", cfg.Server.Port))
+	t.Logf("the final worker caught up in %v", time.Since(finalStart).Round(time.Millisecond))
+	if os.Getenv("SLUICE_CRASH_KEEP_LOG") != "" {
+		log, _ := os.ReadFile(logs.Name())
+		_ = os.WriteFile(os.Getenv("SLUICE_CRASH_KEEP_LOG"), log, 0o644)
+	}
+	if err := final.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-exited; err != nil {
+		t.Errorf("the worker did not exit cleanly on SIGTERM: %v", err)
+	}
+
+	n, sum := rows()
+	if n != wantRows || sum != wantSum {
+		t.Errorf("PostgreSQL holds %d rows (sum %d), want %d (sum %d): every good record exactly once", n, sum, wantRows, wantSum)
+	}
+	got := poisonInDLQ(b)
+	for i := poisonEvery - 1; i < total; i += poisonEvery {
+		if !got[fmt.Sprintf("poison-%d", i)] {
+			t.Errorf("poison pill %d is not in the dead-letter topic", i)
+		}
+	}
+	if restarts > 0 {
+		t.Errorf("the final worker exited %d times on its own", restarts)
+	}
+	t.Logf("%d SIGKILLs; %d rows; %d poison pills dead-lettered; final worker metrics:\n%s", kills, n, len(got), finalMetrics)
+}
+
+// poisonInDLQ is the set of values in the dead-letter topic (a crash between
+// parking and committing may park a pill twice; the set must still be complete).
+func poisonInDLQ(b *broker) map[string]bool {
+	set := map[string]bool{}
+	for _, r := range b.readAll("orders.dlq") {
+		set[string(r.Value)] = true
+	}
+	return set
+}
+
+func scrape(url string) string {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err.Error()
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var out []string
+	for _, line := range strings.Split(string(must(io.ReadAll(resp.Body))), "\n") {
+		if strings.HasPrefix(line, "sluice_worker_") && !strings.Contains(line, "_bucket") && !strings.HasPrefix(line, "sluice_worker_kafka") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func must[T any](v T, _ error) T { return v }
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}

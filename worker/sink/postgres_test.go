@@ -1,0 +1,159 @@
+package sink_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/internal/testpg"
+	"github.com/sluice-dev/sluice/worker/failure"
+	"github.com/sluice-dev/sluice/worker/sink"
+)
+
+var pg *testpg.Server
+
+func TestMain(m *testing.M) {
+	var err error
+	if pg, err = testpg.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = pg.Stop()
+	os.Exit(code)
+}
+
+var dbSeq atomic.Int32
+
+// newTable gives a test its own database with table orders(id text primary key,
+// payload <payloadType>).
+func newTable(t *testing.T, payloadType string) (dsn string, conn *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	dsn, err := pg.CreateDatabase(ctx, fmt.Sprintf("sink_%d", dbSeq.Add(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err = pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(ctx) })
+	if _, err := conn.Exec(ctx, "CREATE TABLE orders (id text PRIMARY KEY, payload "+payloadType+" NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	return dsn, conn
+}
+
+func records(values ...string) []*sink.Record {
+	out := make([]*sink.Record, len(values))
+	for i, v := range values {
+		out[i] = &sink.Record{IdempotencyKey: fmt.Sprintf("k%d", i), Rec: &kgo.Record{Value: []byte(v)}}
+	}
+	return out
+}
+
+func count(t *testing.T, conn *pgx.Conn) int {
+	var n int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM orders").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestPostgresInsertsABatchAndIgnoresRedeliveries(t *testing.T) {
+	ctx := context.Background()
+	dsn, conn := newTable(t, "jsonb")
+	s, err := sink.NewPostgres(ctx, sink.PostgresOptions{DSN: dsn, Table: "orders", KeyColumn: "id", PayloadColumn: "payload"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	batch := records(`{"n":0}`, `{"n":1}`, `{"n":2}`)
+	for range 3 { // redelivered twice: no effect
+		for i, err := range s.Write(ctx, batch) {
+			if err != nil {
+				t.Fatalf("record %d: %v", i, err)
+			}
+		}
+	}
+	if n := count(t, conn); n != 3 {
+		t.Fatalf("rows = %d, want 3", n)
+	}
+	var payload string
+	if err := conn.QueryRow(ctx, "SELECT payload::text FROM orders WHERE id = 'k1'").Scan(&payload); err != nil || payload != `{"n": 1}` {
+		t.Fatalf("payload = %q (%v)", payload, err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPostgresIsolatesThePoisonPillInABatch(t *testing.T) {
+	ctx := context.Background()
+	dsn, conn := newTable(t, "jsonb")
+	s, err := sink.NewPostgres(ctx, sink.PostgresOptions{DSN: dsn, Table: "public.orders", KeyColumn: "id", PayloadColumn: "payload"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	errs := s.Write(ctx, records(`{"ok":1}`, `not json`, `{"ok":3}`))
+	if errs[0] != nil || errs[2] != nil {
+		t.Fatalf("good records failed: %v", errs)
+	}
+	if failure.ClassOf(errs[1]) != failure.ClassPoison || !strings.Contains(errs[1].Error(), "json") {
+		t.Fatalf("invalid JSON for a jsonb column: %v (class %q), want poison", errs[1], failure.ClassOf(errs[1]))
+	}
+	if n := count(t, conn); n != 2 {
+		t.Fatalf("rows = %d, want the 2 good ones", n)
+	}
+}
+
+func TestPostgresStoresBinaryValuesInBytea(t *testing.T) {
+	ctx := context.Background()
+	dsn, conn := newTable(t, "bytea")
+	s, err := sink.NewPostgres(ctx, sink.PostgresOptions{DSN: dsn, Table: "orders", KeyColumn: "id", PayloadColumn: "payload"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	if errs := s.Write(ctx, records("\x00\xff binary")); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	var got []byte
+	if err := conn.QueryRow(ctx, "SELECT payload FROM orders").Scan(&got); err != nil || string(got) != "\x00\xff binary" {
+		t.Fatalf("payload = %q (%v)", got, err)
+	}
+}
+
+func TestPostgresFailuresOfTheDatabaseAreTransient(t *testing.T) {
+	ctx := context.Background()
+	dsn, conn := newTable(t, "text")
+	s, err := sink.NewPostgres(ctx, sink.PostgresOptions{DSN: dsn, Table: "orders", KeyColumn: "id", PayloadColumn: "payload"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	if _, err := conn.Exec(ctx, "DROP TABLE orders"); err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range s.Write(ctx, records("a", "b")) {
+		if failure.ClassOf(err) != failure.ClassTransient {
+			t.Fatalf("a missing table is the database's problem, not the record's: %v", err)
+		}
+	}
+}
+
+func TestPostgresRefusesAMissingTableAtStart(t *testing.T) {
+	dsn, _ := newTable(t, "text")
+	_, err := sink.NewPostgres(context.Background(), sink.PostgresOptions{DSN: dsn, Table: "nope", KeyColumn: "id", PayloadColumn: "payload"})
+	if err == nil || !strings.Contains(err.Error(), `table "nope"`) {
+		t.Fatalf("err = %v, want one naming the table", err)
+	}
+}
