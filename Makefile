@@ -63,8 +63,12 @@ tidy-check: ## Fail if go.mod/go.sum are not tidy.
 envtest: ## Build etcd and kube-apiserver for envtest from the Go module proxy (cached in bin/).
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/build-envtest.sh $(ENVTEST_ASSETS)
 
+.PHONY: postgres
+postgres: ## Install the PostgreSQL server (Debian package) the sink and crash tests start.
+	hack/install-postgres.sh
+
 .PHONY: test
-test: verify-generated vet envtest ## Run all tests (unit + envtest) after checking generated files.
+test: verify-generated vet envtest postgres ## Run all tests (unit, envtest, kfake, PostgreSQL, crash) after checking generated files.
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./... -count=1 -race -coverprofile cover.out
 
 .PHONY: test-short
@@ -74,8 +78,9 @@ test-short: ## Run the unit tests only (no API server).
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager binary into bin/.
+build: ## Build the manager and worker binaries into bin/.
 	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/manager ./cmd/manager
+	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/worker ./cmd/worker
 
 .PHONY: run
 run: manifests generate ## Run the operator against the cluster in ~/.kube/config.
