@@ -345,3 +345,14 @@ func counterValue(t *testing.T, w *Worker, name, label, value string) float64 {
 	}
 	return 0
 }
+
+func mustListen(tb testing.TB) net.Listener {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ln
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -1,0 +1,306 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sluice-dev/sluice/internal/workerconfig"
+	"github.com/sluice-dev/sluice/worker/sink"
+)
+
+// The throughput benchmarks compare the worker, with every safety feature on
+// (commit tracker, breaker, rate limiter past its warm-up, metrics, routing),
+// against a bare franz-go consume-and-commit loop with the same poll settings,
+// on the same in-process kfake broker, in the same run. Each op drains a backlog
+// of benchRecords records of 100 bytes over 6 partitions; records/s is reported.
+//
+//	go test ./worker -run '^$' -bench BenchmarkThroughput -benchtime 5x
+const (
+	benchRecords    = 200_000
+	benchPartitions = 6
+	benchMaxPoll    = 500
+)
+
+// backlog starts a broker holding n records in topic "orders".
+func backlog(tb testing.TB, n int) (*kfake.Cluster, []string) {
+	tb.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(benchPartitions, allTopics...),
+		kfake.GroupMinSessionTimeout(100*time.Millisecond))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	seeds := c.ListenAddrs()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cl.Close()
+	value := []byte(strings.Repeat("x", 100))
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	wg.Add(n)
+	for i := range n {
+		cl.Produce(context.Background(), &kgo.Record{Topic: "orders", Key: []byte(strconv.Itoa(i)), Value: value}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Store(err)
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		tb.Fatal(err)
+	}
+	return c, seeds
+}
+
+// bareLoop consumes n records like a minimal franz-go application would: poll,
+// hand each partition's records to a goroutine running handle, commit, repeat.
+func bareLoop(tb testing.TB, seeds []string, group string, n int, handle func(*kgo.Record)) {
+	tb.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup(group), kgo.ConsumeTopics("orders"),
+		kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(), kgo.FetchMaxWait(50*time.Millisecond),
+		kgo.SessionTimeout(3*time.Second), kgo.HeartbeatInterval(300*time.Millisecond))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cl.Close()
+	seen := 0
+	for seen < n {
+		fs := cl.PollRecords(context.Background(), benchMaxPoll)
+		var wg sync.WaitGroup
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			seen += len(p.Records)
+			if handle != nil {
+				wg.Go(func() {
+					for _, r := range p.Records {
+						handle(r)
+					}
+				})
+			}
+		})
+		wg.Wait()
+		if err := cl.CommitUncommittedOffsets(context.Background()); err != nil {
+			tb.Fatal(err)
+		}
+		cl.AllowRebalance()
+	}
+}
+
+// countingSink wraps a sink and signals when n records were acknowledged.
+type countingSink struct {
+	sink.Sink
+	n    int64
+	done chan struct{}
+	seen atomic.Int64
+}
+
+func (c *countingSink) Write(ctx context.Context, recs []*sink.Record) []error {
+	errs := c.Sink.Write(ctx, recs)
+	ok := 0
+	for _, e := range errs {
+		if e == nil {
+			ok++
+		}
+	}
+	if c.seen.Add(int64(ok)) == c.n {
+		close(c.done)
+	}
+	return errs
+}
+
+func benchConfig(seeds []string, group string) *workerconfig.Config {
+	cfg := testConfig(seeds)
+	cfg.Source.ConsumerGroup = group
+	cfg.Consumer.MaxPollRecords = benchMaxPoll
+	cfg.RateLimit = workerconfig.RateLimit{WarmupRecordsPerSecond: 100, WarmupDuration: metav1.Duration{}}
+	return cfg
+}
+
+// runWorker drains n records through the worker with snk and returns the time.
+func runWorker(tb testing.TB, cfg *workerconfig.Config, snk sink.Sink, n int) time.Duration {
+	tb.Helper()
+	cs := &countingSink{Sink: snk, n: int64(n), done: make(chan struct{})}
+	w, err := New(Options{Config: cfg, Sink: cs, Listener: mustListen(tb),
+		Logger: discardLogger(), KafkaOpts: []kgo.Opt{kgo.MetadataMinAge(100 * time.Millisecond)}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- w.Run(ctx) }()
+	select {
+	case <-cs.done:
+	case err := <-done:
+		tb.Fatalf("worker stopped early: %v", err)
+	}
+	took := time.Since(start)
+	cancel()
+	<-done
+	return took
+}
+
+var groupSeq atomic.Int32
+
+func nextGroup() string { return fmt.Sprintf("bench-%d", groupSeq.Add(1)) }
+
+func BenchmarkThroughput(b *testing.B) {
+	_, seeds := backlog(b, benchRecords)
+	report := func(b *testing.B, total time.Duration) {
+		b.ReportMetric(float64(benchRecords)*float64(b.N)/total.Seconds(), "records/s")
+	}
+	b.Run("bare-loop", func(b *testing.B) {
+		var total time.Duration
+		for range b.N {
+			start := time.Now()
+			bareLoop(b, seeds, nextGroup(), benchRecords, nil)
+			total += time.Since(start)
+		}
+		report(b, total)
+	})
+	b.Run("worker-log-sink", func(b *testing.B) {
+		var total time.Duration
+		for range b.N {
+			total += runWorker(b, benchConfig(seeds, nextGroup()), sink.NewLog(io.Discard, "JSON"), benchRecords)
+		}
+		report(b, total)
+	})
+}
+
+// BenchmarkThroughputHTTP: the same, with every record POSTed to a local HTTP
+// server; the bare loop POSTs too (one goroutine per partition, in order).
+//
+//	go test ./worker -run '^$' -bench BenchmarkThroughputHTTP -benchtime 3x
+func BenchmarkThroughputHTTP(b *testing.B) {
+	const n = 20_000
+	_, seeds := backlog(b, n)
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	defer srv.Close()
+	report := func(b *testing.B, total time.Duration) {
+		b.ReportMetric(float64(n)*float64(b.N)/total.Seconds(), "records/s")
+	}
+	b.Run("bare-loop", func(b *testing.B) {
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+		var total time.Duration
+		for range b.N {
+			start := time.Now()
+			bareLoop(b, seeds, nextGroup(), n, func(r *kgo.Record) {
+				resp, err := client.Post(srv.URL, "application/octet-stream", strings.NewReader(string(r.Value)))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+			})
+			total += time.Since(start)
+		}
+		report(b, total)
+	})
+	b.Run("worker-http-sink", func(b *testing.B) {
+		var total time.Duration
+		for range b.N {
+			cfg := benchConfig(seeds, nextGroup())
+			total += runWorker(b, cfg, sink.NewHTTP(srv.URL, 5*time.Second), n)
+		}
+		report(b, total)
+	})
+}
+
+// BenchmarkWorkerRSSUnderBacklog runs the real worker binary (log sink to
+// /dev/null) against a backlog of one million 100-byte records and reports its
+// peak resident memory (VmHWM) and throughput. Target: below 150 MiB.
+//
+//	go test ./worker -run '^$' -bench BenchmarkWorkerRSSUnderBacklog -benchtime 1x
+func BenchmarkWorkerRSSUnderBacklog(b *testing.B) {
+	const n = 1_000_000
+	bin, err := buildOnce()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, seeds := backlog(b, n)
+	defer c.Close()
+	for range b.N {
+		cfg := benchConfig(seeds, nextGroup())
+		cfg.Server.Port = freePort(b)
+		data, err := yaml.Marshal(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		file := filepath.Join(b.TempDir(), "worker.yaml")
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		cmd := exec.Command(bin, "--config", file)
+		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		metrics := fmt.Sprintf("http://127.0.0.1:%d/metrics", cfg.Server.Port)
+		want := fmt.Sprintf(`%s{outcome="processed",pipeline="orders"} %d`, metricRecords, n)
+		for !strings.Contains(scrapeAll(metrics), want) {
+			if time.Since(start) > 5*time.Minute {
+				_ = cmd.Process.Kill()
+				b.Fatal("the worker did not drain the backlog in 5 minutes")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		took := time.Since(start)
+		peak := peakRSS(b, cmd.Process.Pid)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
+		b.ReportMetric(float64(n)/took.Seconds(), "records/s")
+	}
+}
+
+func scrapeAll(url string) string {
+	resp, err := http.Get(url)
+	if err != nil {
+		return ""
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
+// peakRSS reads VmHWM (peak resident set size) of a process, in bytes.
+func peakRSS(tb testing.TB, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	tb.Fatal("no VmHWM in /proc status")
+	return 0
+}
