@@ -155,7 +155,9 @@ func runWorker(tb testing.TB, cfg *workerconfig.Config, snk sink.Sink, n int) ti
 	}
 	took := time.Since(start)
 	cancel()
-	<-done
+	if err := <-done; err != nil {
+		tb.Fatal(err)
+	}
 	return took
 }
 
