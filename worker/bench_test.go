@@ -261,8 +261,8 @@ func BenchmarkWorkerRSSUnderBacklog(b *testing.B) {
 			b.Fatal(err)
 		}
 		metrics := fmt.Sprintf("http://127.0.0.1:%d/metrics", cfg.Server.Port)
-		want := fmt.Sprintf(`%s{outcome="processed",pipeline="orders"} %d`, metricRecords, n)
-		for !strings.Contains(scrapeAll(metrics), want) {
+		processed := fmt.Sprintf(`%s{outcome="processed",pipeline="orders"} `, metricRecords)
+		for sampleValue(scrapeAll(metrics), processed) < n {
 			if time.Since(start) > 5*time.Minute {
 				_ = cmd.Process.Kill()
 				b.Fatal("the worker did not drain the backlog in 5 minutes")
@@ -286,6 +286,20 @@ func scrapeAll(url string) string {
 	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(resp.Body)
 	return string(body)
+}
+
+// sampleValue finds the sample line starting with prefix in a Prometheus text
+// exposition and parses its value (which may be printed as 1e+06).
+func sampleValue(body, prefix string) float64 {
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return 0
 }
 
 // peakRSS reads VmHWM (peak resident set size) of a process, in bytes.

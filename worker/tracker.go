@@ -65,11 +65,28 @@ func (t *tracker) start(recs []*kgo.Record) {
 	}
 }
 
+// doneAll marks records finished under one lock (a delivered chunk).
+func (t *tracker) doneAll(recs []*kgo.Record) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, r := range recs {
+		if t.doneLocked(r) {
+			n++
+		}
+	}
+	return n
+}
+
 // done marks a record finished and advances the partition's commit point over
 // the finished prefix. It reports whether the record was being tracked.
 func (t *tracker) done(r *kgo.Record) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.doneLocked(r)
+}
+
+func (t *tracker) doneLocked(r *kgo.Record) bool {
 	pt := t.parts[tp{r.Topic, r.Partition}]
 	if pt == nil {
 		return false // the partition was revoked meanwhile; its next owner re-reads

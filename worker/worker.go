@@ -254,6 +254,11 @@ func (w *Worker) clientOpts() ([]kgo.Opt, error) {
 		kgo.RebalanceTimeout(cfg.Consumer.MaxPollInterval.Duration),
 		kgo.FetchMaxWait(cfg.Consumer.FetchMaxWait.Duration),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Bound the read-ahead: kgo's 50 MiB default fetch of small records decodes
+		// into hundreds of thousands of record objects (~280 MiB peak RSS on a 1M
+		// backlog); the worker takes maxPollRecords at a time anyway.
+		kgo.FetchMaxBytes(fetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(fetchMaxPartitionBytes),
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { w.joined.Store(true) }),
 		kgo.OnPartitionsRevoked(w.onRevoked),
 		kgo.OnPartitionsLost(w.onLost),
@@ -297,6 +302,13 @@ func (w *Worker) newProducer() (*kgo.Client, error) {
 	}
 	return cl, nil
 }
+
+// Fetch sizes: enough read-ahead to keep the sink busy, small enough to keep a
+// worker's memory flat under any backlog (see BENCHMARKS.md).
+const (
+	fetchMaxBytes          = 4 << 20
+	fetchMaxPartitionBytes = 1 << 20
+)
 
 // producerMetadataMinAge bounds how long a retriable produce error waits for
 // fresh metadata; deliveryTimeout is always several times longer.
@@ -414,6 +426,7 @@ type message struct {
 func (w *Worker) processPartition(stopCtx, procCtx context.Context, recs []*kgo.Record) time.Time {
 	maxBatch := w.snk.MaxBatch()
 	chunk := make([]*message, 0, min(len(recs), max(maxBatch, 1)))
+	msgs := make([]message, len(recs)) // one allocation per partition batch, not per record
 	for i := 0; i < len(recs); {
 		if stopCtx.Err() != nil {
 			return time.Time{} // shutting down: the rest is left for the next owner
@@ -440,7 +453,9 @@ func (w *Worker) processPartition(stopCtx, procCtx context.Context, recs []*kgo.
 				w.park(r, info, err, now)
 				continue
 			}
-			chunk = append(chunk, &message{rec: r, info: info, sink: sink.Record{IdempotencyKey: key, Rec: r, OriginalTimestamp: info.origin.timestamp}})
+			m := &msgs[i]
+			*m = message{rec: r, info: info, sink: sink.Record{IdempotencyKey: key, Rec: r, OriginalTimestamp: info.origin.timestamp}}
+			chunk = append(chunk, m)
 		}
 		if len(chunk) > 0 {
 			if until, ok := w.deliver(procCtx, chunk); !ok {
@@ -499,18 +514,20 @@ func (w *Worker) deliver(ctx context.Context, chunk []*message) (time.Time, bool
 		return until, false
 	}
 	now := w.now()
+	acked := make([]*kgo.Record, 0, len(chunk))
 	for i, m := range chunk {
 		err := errs[i]
 		if err == nil {
-			w.metrics.processed.Inc()
+			acked = append(acked, m.rec)
 			if !m.info.origin.timestamp.IsZero() {
 				w.metrics.endToEnd.Observe(now.Sub(m.info.origin.timestamp).Seconds())
 			}
-			w.finish(m.rec)
 			continue
 		}
 		w.park(m.rec, m.info, err, now)
 	}
+	w.metrics.processed.Add(float64(len(acked)))
+	w.metrics.inFlight.Sub(float64(w.tracker.doneAll(acked)))
 	// The breaker counts sink calls: a call fails when every record in it failed
 	// transiently (the downstream is sick); poison pills are the records' fault.
 	if transient == len(chunk) {
