@@ -46,9 +46,7 @@ func TestSpecChangeRollsTheWorkers(t *testing.T) {
 		WithTimeout(timeout).WithPolling(poll).Should(ContainElement(ContainSubstring(hash)))
 
 	rollOut(t, sp)
-	g.Eventually(func(g Gomega) metav1.ConditionStatus {
-		return condition(getPipeline(g, ns, "rolling"), sluicev1.ConditionReady).Status
-	}).WithTimeout(timeout).WithPolling(poll).Should(Equal(metav1.ConditionTrue))
+	waitReady(t, ns, "rolling")
 }
 
 func TestFailedRolloutStallsThePipeline(t *testing.T) {

@@ -19,9 +19,7 @@ func TestSuspendScalesToZeroAndKeepsTheRest(t *testing.T) {
 	sp.Spec.Scaling.MinReplicas = new(int32(2))
 	create(t, sp)
 	rollOut(t, sp)
-	g.Eventually(func(g Gomega) metav1.ConditionStatus {
-		return condition(getPipeline(g, ns, "pausable"), sluicev1.ConditionReady).Status
-	}).WithTimeout(timeout).WithPolling(poll).Should(Equal(metav1.ConditionTrue))
+	waitReady(t, ns, "pausable")
 
 	updatePipeline(t, ns, "pausable", func(p *sluicev1.StreamPipeline) { p.Spec.Suspend = true })
 

@@ -125,9 +125,7 @@ func TestReconcilingAgainChangesNothing(t *testing.T) {
 	sp := logPipeline(ns, "steady")
 	create(t, sp)
 	rollOut(t, sp)
-	g.Eventually(func(g Gomega) {
-		g.Expect(condition(getPipeline(g, ns, "steady"), sluicev1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
-	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
+	waitReady(t, ns, "steady")
 	before := getDeployment(g, sp)
 	cm := &corev1.ConfigMap{}
 	g.Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "steady-worker-config"}, cm)).To(Succeed())

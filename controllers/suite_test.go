@@ -194,3 +194,11 @@ func eventNotes(g Gomega, sp *sluicev1.StreamPipeline, reason string) []string {
 	}
 	return notes
 }
+
+// waitReady waits until the pipeline reports Ready=True.
+func waitReady(t *testing.T, ns, name string) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) metav1.ConditionStatus {
+		return condition(getPipeline(g, ns, name), sluicev1.ConditionReady).Status
+	}).WithTimeout(timeout).WithPolling(poll).Should(Equal(metav1.ConditionTrue))
+}

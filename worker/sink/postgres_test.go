@@ -51,6 +51,17 @@ func newTable(t *testing.T, payloadType string) (dsn string, conn *pgx.Conn) {
 	return dsn, conn
 }
 
+// openPostgres opens the sink on table orders' columns id and payload.
+func openPostgres(t *testing.T, dsn, table string) *sink.Postgres {
+	t.Helper()
+	s, err := sink.NewPostgres(context.Background(), sink.PostgresOptions{DSN: dsn, Table: table, KeyColumn: "id", PayloadColumn: "payload"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
 func records(values ...string) []*sink.Record {
 	out := make([]*sink.Record, len(values))
 	for i, v := range values {
@@ -70,11 +81,7 @@ func count(t *testing.T, conn *pgx.Conn) int {
 func TestPostgresInsertsABatchAndIgnoresRedeliveries(t *testing.T) {
 	ctx := context.Background()
 	dsn, conn := newTable(t, "jsonb")
-	s, err := sink.NewPostgres(ctx, sink.PostgresOptions{DSN: dsn, Table: "orders", KeyColumn: "id", PayloadColumn: "payload"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close() }()
+	s := openPostgres(t, dsn, "orders")
 	batch := records(`{"n":0}`, `{"n":1}`, `{"n":2}`)
 	for range 3 { // redelivered twice: no effect
 		for i, err := range s.Write(ctx, batch) {
@@ -98,11 +105,7 @@ func TestPostgresInsertsABatchAndIgnoresRedeliveries(t *testing.T) {
 func TestPostgresIsolatesThePoisonPillInABatch(t *testing.T) {
 	ctx := context.Background()
 	dsn, conn := newTable(t, "jsonb")
-	s, err := sink.NewPostgres(ctx, sink.PostgresOptions{DSN: dsn, Table: "public.orders", KeyColumn: "id", PayloadColumn: "payload"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close() }()
+	s := openPostgres(t, dsn, "public.orders")
 	errs := s.Write(ctx, records(`{"ok":1}`, `not json`, `{"ok":3}`))
 	if errs[0] != nil || errs[2] != nil {
 		t.Fatalf("good records failed: %v", errs)
@@ -118,11 +121,7 @@ func TestPostgresIsolatesThePoisonPillInABatch(t *testing.T) {
 func TestPostgresStoresBinaryValuesInBytea(t *testing.T) {
 	ctx := context.Background()
 	dsn, conn := newTable(t, "bytea")
-	s, err := sink.NewPostgres(ctx, sink.PostgresOptions{DSN: dsn, Table: "orders", KeyColumn: "id", PayloadColumn: "payload"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close() }()
+	s := openPostgres(t, dsn, "orders")
 	if errs := s.Write(ctx, records("\x00\xff binary")); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
@@ -135,11 +134,7 @@ func TestPostgresStoresBinaryValuesInBytea(t *testing.T) {
 func TestPostgresFailuresOfTheDatabaseAreTransient(t *testing.T) {
 	ctx := context.Background()
 	dsn, conn := newTable(t, "text")
-	s, err := sink.NewPostgres(ctx, sink.PostgresOptions{DSN: dsn, Table: "orders", KeyColumn: "id", PayloadColumn: "payload"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close() }()
+	s := openPostgres(t, dsn, "orders")
 	if _, err := conn.Exec(ctx, "DROP TABLE orders"); err != nil {
 		t.Fatal(err)
 	}
