@@ -248,6 +248,7 @@ func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	waitHealthy(t, cfg.Server.Port) // its SIGTERM handler is installed
 	finalMetrics := scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", cfg.Server.Port))
 	t.Logf("the final worker caught up in %v", time.Since(finalStart).Round(time.Millisecond))
 	if os.Getenv("SLUICE_CRASH_KEEP_LOG") != "" {
@@ -303,6 +304,21 @@ func scrape(url string) string {
 }
 
 func must[T any](v T, _ error) T { return v }
+
+// waitHealthy waits until a worker process answers /healthz: main installs the
+// SIGTERM handler before the health server starts, so a SIGTERM sent earlier
+// would kill the process instead of shutting it down.
+func waitHealthy(t *testing.T, port int32) {
+	t.Helper()
+	eventually(t, 30*time.Second, "the worker answers /healthz", func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", port))
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
 
 func tail(b []byte, n int) string {
 	if len(b) > n {

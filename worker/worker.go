@@ -179,11 +179,21 @@ func (w *Worker) Run(ctx context.Context) error {
 		return nil // stopped while waiting to start: nothing to clean up
 	}
 
+	c := w.cfg.RateLimit
+	w.limiter = newLimiter(w.now(), c.WarmupDuration.Duration, c.WarmupRecordsPerSecond, c.RecordsPerSecond)
+	if w.exactlyOnce() {
+		opts, err := w.groupOpts([]string{w.cfg.Source.Topic})
+		if err != nil {
+			return err
+		}
+		return w.consumeExactlyOnce(ctx, opts)
+	}
+
 	opts, err := w.clientOpts()
 	if err != nil {
 		return err
 	}
-	if w.client, err = kgo.NewClient(opts...); err != nil {
+	if w.client, err = kgo.NewClient(append(opts, w.opts.KafkaOpts...)...); err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	defer w.client.Close()
@@ -201,9 +211,6 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	defer func() { _ = w.snk.Close() }()
 	w.sinkRef.Store(&w.snk)
-
-	c := w.cfg.RateLimit
-	w.limiter = newLimiter(w.now(), c.WarmupDuration.Duration, c.WarmupRecordsPerSecond, c.RecordsPerSecond)
 	return w.consume(ctx)
 }
 
@@ -226,7 +233,23 @@ func (w *Worker) jitter(ctx context.Context) error {
 	}
 }
 
+// clientOpts are the consumer's options for at-least-once delivery: the source
+// and retry topics, rebalances blocked while a poll is handled, and finished
+// work committed when partitions are revoked.
 func (w *Worker) clientOpts() ([]kgo.Opt, error) {
+	opts, err := w.groupOpts(append([]string{w.cfg.Source.Topic}, w.cfg.Delivery.RetryTopics...))
+	if err != nil {
+		return nil, err
+	}
+	return append(opts,
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsRevoked(w.onRevoked),
+		kgo.OnPartitionsLost(w.onLost),
+	), nil
+}
+
+// groupOpts are the group consumer's options shared by both delivery modes.
+func (w *Worker) groupOpts(topics []string) ([]kgo.Opt, error) {
 	cfg := w.cfg
 	conn, err := connFromConfig(cfg.Kafka)
 	if err != nil {
@@ -236,7 +259,6 @@ func (w *Worker) clientOpts() ([]kgo.Opt, error) {
 	if err != nil {
 		return nil, err
 	}
-	topics := append([]string{cfg.Source.Topic}, cfg.Delivery.RetryTopics...)
 	start := kgo.NewOffset().AtStart()
 	if cfg.Source.StartFrom == "Latest" {
 		start = kgo.NewOffset().AtEnd()
@@ -247,7 +269,6 @@ func (w *Worker) clientOpts() ([]kgo.Opt, error) {
 		kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(start),
 		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.SessionTimeout(cfg.Consumer.SessionTimeout.Duration),
 		kgo.HeartbeatInterval(cfg.Consumer.HeartbeatInterval.Duration),
@@ -260,15 +281,13 @@ func (w *Worker) clientOpts() ([]kgo.Opt, error) {
 		kgo.FetchMaxBytes(fetchMaxBytes),
 		kgo.FetchMaxPartitionBytes(fetchMaxPartitionBytes),
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { w.joined.Store(true) }),
-		kgo.OnPartitionsRevoked(w.onRevoked),
-		kgo.OnPartitionsLost(w.onLost),
 		kgo.WithHooks(kp),
 		kgo.WithLogger(kgoLogger{w.log}),
 	)
 	if id := clientID(); id != "" {
 		opts = append(opts, kgo.ClientID(id))
 	}
-	return append(opts, w.opts.KafkaOpts...), nil
+	return opts, nil
 }
 
 // newProducer makes the client that writes parked copies (and the kafka sink's

@@ -67,11 +67,17 @@ func classifyProduceError(err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) ||
-		errors.Is(err, kerr.InvalidRecord) {
+	if RecordRejected(err) {
 		return failure.Poison(err)
 	}
 	return failure.Transient(err)
+}
+
+// RecordRejected reports whether Kafka refused a record for what it is (too
+// large, invalid): producing it again can't succeed.
+func RecordRejected(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) ||
+		errors.Is(err, kerr.InvalidRecord)
 }
 
 // MaxBatch implements Sink.

@@ -1,0 +1,179 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/worker/failure"
+	"github.com/sluice-dev/sluice/worker/sink"
+)
+
+// exactlyOnce reports whether the config asks for Kafka transactions: the
+// ExactlyOnce semantics with the kafka sink (consume-transform-produce).
+func (w *Worker) exactlyOnce() bool {
+	return w.cfg.Delivery.Semantics == "ExactlyOnce" && w.cfg.Sink.Kafka != nil
+}
+
+// transactionalID names this member's producer. In a pod it is stable across
+// restarts (the pod name), so a restarted worker fences its predecessor; outside
+// Kubernetes the process ID keeps two local workers apart. Zombie members are
+// fenced by the group generation either way (KIP-447).
+func (w *Worker) transactionalID() string {
+	if pod := os.Getenv("POD_NAME"); pod != "" {
+		return w.cfg.Source.ConsumerGroup + "-" + pod
+	}
+	host, _ := os.Hostname()
+	return w.cfg.Source.ConsumerGroup + "-" + host + "-" + strconv.Itoa(os.Getpid())
+}
+
+// consumeExactlyOnce is the transactional loop: each poll's output records, its
+// poison pills' dead-letter copies and its consumed offsets are committed in one
+// Kafka transaction, so a read_committed reader of the sink topic sees every
+// source record exactly once, whatever crashes. A failed transaction is aborted
+// and the session rewinds to the last committed offsets.
+func (w *Worker) consumeExactlyOnce(ctx context.Context, opts []kgo.Opt) error {
+	opts = append(opts,
+		kgo.TransactionalID(w.transactionalID()),
+		kgo.TransactionTimeout(w.cfg.Consumer.MaxPollInterval.Duration),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.MetadataMinAge(producerMetadataMinAge),
+		kgo.RecordDeliveryTimeout(deliveryTimeout(w.cfg.Consumer.MaxPollInterval.Duration)),
+		kgo.ProducerLinger(time.Millisecond),
+	)
+	sess, err := kgo.NewGroupTransactSession(append(opts, w.opts.KafkaOpts...)...)
+	if err != nil {
+		return fmt.Errorf("kafka transactional session: %w", err)
+	}
+	defer sess.Close()
+	w.snk = sink.NewKafka(sess.Client, w.cfg.Sink.Kafka.Topic)
+	w.sinkRef.Store(&w.snk)
+
+	// Records whose output Kafka refused for what it is (too large, invalid):
+	// on the next try they go to the dead-letter topic instead.
+	poisoned := map[string]error{}
+	maxPoll := int(w.cfg.Consumer.MaxPollRecords)
+	for ctx.Err() == nil {
+		fetches := sess.PollRecords(ctx, maxPoll)
+		if fetches.IsClientClosed() {
+			break
+		}
+		w.joined.Store(true)
+		recs := fetches.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		if err := w.limiter.wait(ctx, len(recs), w.now()); err != nil {
+			break
+		}
+		if err := sess.Begin(); err != nil {
+			return fmt.Errorf("begin transaction: %w", err)
+		}
+		failed := w.transformInTransaction(ctx, sess, recs, poisoned)
+		how := kgo.TryCommit
+		if failed != nil {
+			how = kgo.TryAbort
+		}
+		committed, err := sess.End(context.WithoutCancel(ctx), how)
+		if err != nil {
+			// Not retryable (the transactional ID is fenced or failed): exit, and
+			// let Kubernetes restart the worker with a fresh session.
+			return fmt.Errorf("end transaction: %w", err)
+		}
+		if !committed {
+			w.metrics.commits.WithLabelValues(commitResultFailed).Inc()
+			if failed != nil {
+				w.log.Warn("transaction aborted; the records will be read again", "err", failed)
+				if !sleepCtx(ctx, parkRetryBackoff) {
+					break
+				}
+			}
+			continue
+		}
+		w.metrics.commits.WithLabelValues(commitResultSucceeded).Inc()
+	}
+	return nil
+}
+
+// transformInTransaction produces each record's output (or dead-letter copy)
+// within the open transaction and waits for the broker's answers. It returns
+// the first failure, which aborts the transaction.
+func (w *Worker) transformInTransaction(ctx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, poisoned map[string]error) error {
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+		now      = w.now()
+	)
+	var processed, deadLettered int
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+	}
+	for _, r := range recs {
+		id := r.Topic + "/" + strconv.FormatInt(int64(r.Partition), 10) + "/" + strconv.FormatInt(r.Offset, 10)
+		info, err := decodeFailureInfo(r)
+		if err == nil {
+			_, err = idempotencyKey(w.cfg.IdempotencyKey, r, info.origin)
+		}
+		if err == nil {
+			err = poisoned[id]
+		}
+		var out *kgo.Record
+		if err != nil {
+			w.metrics.errors.WithLabelValues(string(failure.ClassPoison)).Inc()
+			out = failedCopy(r, info, w.cfg.Delivery.DeadLetterTopic, string(failure.ClassPoison), err, now, time.Time{})
+			deadLettered++
+		} else {
+			out = &kgo.Record{Topic: w.cfg.Sink.Kafka.Topic, Key: r.Key, Value: r.Value, Headers: r.Headers}
+			processed++
+		}
+		wg.Add(1)
+		sess.Produce(ctx, out, func(_ *kgo.Record, err error) {
+			defer wg.Done()
+			if err == nil {
+				return
+			}
+			if failure.ClassOf(classifyOutputError(err)) == failure.ClassPoison && out.Topic != w.cfg.Delivery.DeadLetterTopic {
+				mu.Lock()
+				poisoned[id] = err
+				mu.Unlock()
+			}
+			fail(err)
+		})
+	}
+	wg.Wait()
+	if firstErr == nil {
+		w.metrics.processed.Add(float64(processed))
+		w.metrics.deadLettered.Add(float64(deadLettered))
+	}
+	return firstErr
+}
+
+// classifyOutputError: Kafka refusing a record for what it is can't succeed on
+// a retry; everything else may.
+func classifyOutputError(err error) error {
+	if sink.RecordRejected(err) {
+		return failure.Poison(err)
+	}
+	return failure.Transient(err)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

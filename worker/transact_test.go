@@ -1,0 +1,153 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sluice-dev/sluice/internal/workerconfig"
+)
+
+// readCommitted reads a topic as a read_committed consumer until it has been
+// quiet for a while (transaction markers make end offsets unusable as a stop).
+func (b *broker) readCommitted(topic string) []*kgo.Record {
+	b.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.seeds...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	for quiet := 0; quiet < 3; {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, r); n++ })
+		if n == 0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+	}
+	return out
+}
+
+// TestExactlyOnceKafkaSinkSurvivesCrashes SIGKILLs the worker binary while it
+// copies records into another topic inside Kafka transactions; a read_committed
+// reader of the output then sees every source record exactly once, and the
+// dead-letter topic every poison pill exactly once.
+func TestExactlyOnceKafkaSinkSurvivesCrashes(t *testing.T) {
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBroker(t)
+	b.createTopics(4, "orders", "orders.dlq", "orders-out")
+	cfg := testConfig(b.seeds)
+	cfg.Sink = workerconfig.Sink{Kafka: &workerconfig.KafkaSink{Topic: "orders-out"}}
+	cfg.Delivery.Semantics = "ExactlyOnce"
+	cfg.IdempotencyKey = &workerconfig.IdempotencyKey{JSONField: "id"}
+	cfg.Consumer.MaxPollRecords = 500
+	cfg.Consumer.SessionTimeout = metav1.Duration{Duration: time.Second}
+	cfg.Consumer.MaxPollInterval = metav1.Duration{Duration: 3 * time.Second}
+	cfg.Server.Port = freePort(t)
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "worker.yaml")
+	if err := os.WriteFile(cfgFile, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	const total, poisonEvery = 20_000, 1000
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		for from := 0; from < total; from += 1000 {
+			b.produce("orders", from, from+1000, func(i int, r *kgo.Record) {
+				if i%poisonEvery == poisonEvery-1 {
+					r.Value = fmt.Appendf(nil, "poison-%d", i)
+				} else {
+					r.Value = fmt.Appendf(nil, `{"id":"r-%d"}`, i)
+				}
+			})
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	logs, err := os.Create(filepath.Join(dir, "worker.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = logs.Close() }()
+	start := func() *exec.Cmd {
+		cmd := exec.Command(bin, "--config", cfgFile)
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	kills := 0
+	for ; kills < 10; kills++ {
+		cmd := start()
+		time.Sleep(time.Duration(300+rand.IntN(700)) * time.Millisecond)
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Wait()
+	}
+	<-produced
+
+	final := start()
+	committed := func() int64 { return sumCommitted(b.committed("test.orders"), "orders") }
+	deadline := time.Now().Add(120 * time.Second)
+	for committed() < total {
+		if time.Now().After(deadline) {
+			_ = final.Process.Signal(syscall.SIGQUIT)
+			_ = final.Wait()
+			log, _ := os.ReadFile(logs.Name())
+			t.Fatalf("after %d kills the group committed %d of %d in 120s\n%s", kills, committed(), total, tail(log, 4000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	waitHealthy(t, cfg.Server.Port) // its SIGTERM handler is installed
+	_ = final.Process.Signal(syscall.SIGTERM)
+	if err := final.Wait(); err != nil {
+		log, _ := os.ReadFile(logs.Name())
+		t.Errorf("the worker did not exit cleanly on SIGTERM: %v\n%s", err, tail(log, 3000))
+	}
+
+	seen := map[string]int{}
+	for _, r := range b.readCommitted("orders-out") {
+		seen[string(r.Value)]++
+	}
+	for _, r := range b.readCommitted("orders.dlq") {
+		seen[string(r.Value)]++
+	}
+	for i := range total {
+		v := fmt.Sprintf(`{"id":"r-%d"}`, i)
+		if i%poisonEvery == poisonEvery-1 {
+			v = fmt.Sprintf("poison-%d", i)
+		}
+		if seen[v] != 1 {
+			t.Errorf("%s seen %d times by a read_committed reader, want exactly once", v, seen[v])
+		}
+	}
+	if len(seen) != total {
+		t.Errorf("%d distinct records in the output and DLQ, want %d", len(seen), total)
+	}
+	t.Logf("%d SIGKILLs; %d records, each exactly once", kills, len(seen))
+}
