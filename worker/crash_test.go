@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -19,10 +18,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/sluice-dev/sluice/internal/modroot"
 	"github.com/sluice-dev/sluice/internal/testpg"
@@ -108,15 +105,10 @@ func freePort(t testing.TB) int32 {
 // poison pill is in the dead-letter topic.
 func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
 	testStart := time.Now()
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
 	b := newBroker(t)
 	b.createTopics(4, allTopics...)
 	dsn, conn := postgresDB(t)
-	dir := t.TempDir()
-	dsnFile := filepath.Join(dir, "dsn")
+	dsnFile := filepath.Join(t.TempDir(), "dsn")
 	if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -127,14 +119,7 @@ func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
 	cfg.Consumer.SessionTimeout = metav1.Duration{Duration: time.Second}
 	cfg.Consumer.MaxPollInterval = metav1.Duration{Duration: 3 * time.Second}
 	cfg.Server.Port = freePort(t)
-	data, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgFile := filepath.Join(dir, "worker.yaml")
-	if err := os.WriteFile(cfgFile, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	proc := newWorkerProcess(t, cfg)
 
 	const total, poisonEvery = 100_000, 1000
 	wantRows, wantSum := 0, int64(0)
@@ -146,36 +131,11 @@ func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
 	}
 	wantPoison := total / poisonEvery
 
-	// Records keep arriving while the workers crash.
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		for from := 0; from < total; from += 2000 {
-			b.produce("orders", from, from+2000, func(i int, r *kgo.Record) {
-				if i%poisonEvery == poisonEvery-1 {
-					r.Value = fmt.Appendf(nil, "poison-%d", i) // not JSON: no idempotency key
-				} else {
-					r.Value = fmt.Appendf(nil, `{"id":"r-%d","n":%d}`, i, i)
-				}
-			})
-			time.Sleep(60 * time.Millisecond)
-		}
-	}()
-
-	logs, err := os.Create(filepath.Join(dir, "worker.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = logs.Close() }()
-	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "--config", cfgFile)
-		cmd.Env = append(os.Environ(), "SLUICE_KAFKA_LOG_LEVEL="+os.Getenv("SLUICE_KAFKA_LOG_LEVEL"))
-		cmd.Stdout, cmd.Stderr = logs, logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
+	// Records keep arriving while the workers crash; poison pills are not JSON,
+	// so they have no idempotency key.
+	produced := produceInBackground(b, total, 2000, 60*time.Millisecond, func(i int) []byte {
+		return poisonOr(i, poisonEvery, fmt.Sprintf(`{"id":"r-%d","n":%d}`, i, i))
+	})
 	faults := []func(){
 		func() { // the dead-letter topic refuses writes for a while
 			b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "orders.dlq", Err: kerr.NotEnoughReplicas, Count: 3})
@@ -188,23 +148,15 @@ func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
 			b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: "orders", Err: kerr.NotLeaderForPartition, Count: 10})
 		},
 	}
-	kills := 0
-	for ; kills < 12; kills++ {
-		cmd := start()
-		time.Sleep(time.Duration(300+rand.IntN(900)) * time.Millisecond)
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
-		faults[kills%len(faults)]()
-	}
+	const kills = 12
+	proc.crashLoop(kills, 300*time.Millisecond, 1200*time.Millisecond, func(i int) { faults[i%len(faults)]() })
 	<-produced
 
 	// A last worker runs to completion and shuts down gracefully. Like the
 	// kubelet, the test would restart it if it exited on its own; it must not.
 	t.Logf("%d SIGKILLs done after %v", kills, time.Since(testStart).Round(time.Millisecond))
 	finalStart := time.Now()
-	final := start()
+	final := proc.start()
 	exited := make(chan error, 1)
 	go func() { exited <- final.Wait() }()
 	restarts := 0
@@ -225,7 +177,7 @@ func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
 		case err := <-exited:
 			restarts++
 			t.Logf("the final worker exited (%v); restarting it", err)
-			final = start()
+			final = proc.start()
 			go func() { exited <- final.Wait() }()
 		default:
 		}
@@ -239,7 +191,7 @@ func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
 			if err := <-exited; err != nil {
 				t.Logf("worker after SIGQUIT: %v", err)
 			}
-			log, _ := os.ReadFile(logs.Name())
+			log := proc.log()
 			kept := filepath.Join(os.TempDir(), fmt.Sprintf("sluice-crash-%d.log", time.Now().UnixNano()))
 			_ = os.WriteFile(kept, log, 0o644)
 			t.Logf("final worker metrics:\n%s\nfull worker log: %s", metrics, kept)
@@ -251,9 +203,8 @@ func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
 	waitHealthy(t, cfg.Server.Port) // its SIGTERM handler is installed
 	finalMetrics := scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", cfg.Server.Port))
 	t.Logf("the final worker caught up in %v", time.Since(finalStart).Round(time.Millisecond))
-	if os.Getenv("SLUICE_CRASH_KEEP_LOG") != "" {
-		log, _ := os.ReadFile(logs.Name())
-		_ = os.WriteFile(os.Getenv("SLUICE_CRASH_KEEP_LOG"), log, 0o644)
+	if keep := os.Getenv("SLUICE_CRASH_KEEP_LOG"); keep != "" {
+		_ = os.WriteFile(keep, proc.log(), 0o644)
 	}
 	if err := final.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -3,17 +3,12 @@ package worker
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/sluice-dev/sluice/internal/workerconfig"
 )
@@ -50,10 +45,6 @@ func (b *broker) readCommitted(topic string) []*kgo.Record {
 // reader of the output then sees every source record exactly once, and the
 // dead-letter topic every poison pill exactly once.
 func TestExactlyOnceKafkaSinkSurvivesCrashes(t *testing.T) {
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
 	b := newBroker(t)
 	b.createTopics(4, "orders", "orders.dlq", "orders-out")
 	cfg := testConfig(b.seeds)
@@ -64,61 +55,22 @@ func TestExactlyOnceKafkaSinkSurvivesCrashes(t *testing.T) {
 	cfg.Consumer.SessionTimeout = metav1.Duration{Duration: time.Second}
 	cfg.Consumer.MaxPollInterval = metav1.Duration{Duration: 3 * time.Second}
 	cfg.Server.Port = freePort(t)
-	data, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "worker.yaml")
-	if err := os.WriteFile(cfgFile, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	proc := newWorkerProcess(t, cfg)
 
-	const total, poisonEvery = 20_000, 1000
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		for from := 0; from < total; from += 1000 {
-			b.produce("orders", from, from+1000, func(i int, r *kgo.Record) {
-				if i%poisonEvery == poisonEvery-1 {
-					r.Value = fmt.Appendf(nil, "poison-%d", i)
-				} else {
-					r.Value = fmt.Appendf(nil, `{"id":"r-%d"}`, i)
-				}
-			})
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
-	logs, err := os.Create(filepath.Join(dir, "worker.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = logs.Close() }()
-	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "--config", cfgFile)
-		cmd.Stdout, cmd.Stderr = logs, logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
-	kills := 0
-	for ; kills < 10; kills++ {
-		cmd := start()
-		time.Sleep(time.Duration(300+rand.IntN(700)) * time.Millisecond)
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		_ = cmd.Wait()
-	}
+	const total, poisonEvery, kills = 20_000, 1000, 10
+	value := func(i int) []byte { return poisonOr(i, poisonEvery, fmt.Sprintf(`{"id":"r-%d"}`, i)) }
+	produced := produceInBackground(b, total, 1000, 50*time.Millisecond, value)
+	proc.crashLoop(kills, 300*time.Millisecond, time.Second, nil)
 	<-produced
 
-	final := start()
+	final := proc.start()
 	committed := func() int64 { return sumCommitted(b.committed("test.orders"), "orders") }
 	deadline := time.Now().Add(120 * time.Second)
 	for committed() < total {
 		if time.Now().After(deadline) {
 			_ = final.Process.Signal(syscall.SIGQUIT)
 			_ = final.Wait()
-			log, _ := os.ReadFile(logs.Name())
+			log := proc.log()
 			t.Fatalf("after %d kills the group committed %d of %d in 120s\n%s", kills, committed(), total, tail(log, 4000))
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -126,7 +78,7 @@ func TestExactlyOnceKafkaSinkSurvivesCrashes(t *testing.T) {
 	waitHealthy(t, cfg.Server.Port) // its SIGTERM handler is installed
 	_ = final.Process.Signal(syscall.SIGTERM)
 	if err := final.Wait(); err != nil {
-		log, _ := os.ReadFile(logs.Name())
+		log := proc.log()
 		t.Errorf("the worker did not exit cleanly on SIGTERM: %v\n%s", err, tail(log, 3000))
 	}
 
@@ -138,12 +90,8 @@ func TestExactlyOnceKafkaSinkSurvivesCrashes(t *testing.T) {
 		seen[string(r.Value)]++
 	}
 	for i := range total {
-		v := fmt.Sprintf(`{"id":"r-%d"}`, i)
-		if i%poisonEvery == poisonEvery-1 {
-			v = fmt.Sprintf("poison-%d", i)
-		}
-		if seen[v] != 1 {
-			t.Errorf("%s seen %d times by a read_committed reader, want exactly once", v, seen[v])
+		if seen[string(value(i))] != 1 {
+			t.Errorf("%s seen %d times by a read_committed reader, want exactly once", value(i), seen[string(value(i))])
 		}
 	}
 	if len(seen) != total {
