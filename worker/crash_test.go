@@ -19,7 +19,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluice-dev/sluice/internal/modroot"
 	"github.com/sluice-dev/sluice/internal/testpg"
@@ -112,13 +111,8 @@ func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
 	if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := testConfig(b.seeds)
+	cfg := crashConfig(t, b.seeds)
 	cfg.Sink = workerconfig.Sink{Postgres: &workerconfig.PostgresSink{DSNFile: dsnFile, Table: "orders", KeyColumn: "id", PayloadColumn: "payload"}}
-	cfg.IdempotencyKey = &workerconfig.IdempotencyKey{JSONField: "id"}
-	cfg.Consumer.MaxPollRecords = 500
-	cfg.Consumer.SessionTimeout = metav1.Duration{Duration: time.Second}
-	cfg.Consumer.MaxPollInterval = metav1.Duration{Duration: 3 * time.Second}
-	cfg.Server.Port = freePort(t)
 	proc := newWorkerProcess(t, cfg)
 
 	const total, poisonEvery = 100_000, 1000

@@ -11,10 +11,24 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sluice-dev/sluice/internal/workerconfig"
 )
+
+// crashConfig is the crash tests' worker config: keys from the "id" JSON
+// field (so non-JSON records are poison pills), large polls, and short session
+// and rebalance timeouts so the group forgets killed members quickly.
+func crashConfig(t *testing.T, seeds []string) *workerconfig.Config {
+	cfg := testConfig(seeds)
+	cfg.IdempotencyKey = &workerconfig.IdempotencyKey{JSONField: "id"}
+	cfg.Consumer.MaxPollRecords = 500
+	cfg.Consumer.SessionTimeout = metav1.Duration{Duration: time.Second}
+	cfg.Consumer.MaxPollInterval = metav1.Duration{Duration: 3 * time.Second}
+	cfg.Server.Port = freePort(t)
+	return cfg
+}
 
 // workerProcess runs the real cmd/worker binary with a config file, as a pod
 // would; all its runs log to one file.

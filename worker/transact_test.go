@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluice-dev/sluice/internal/workerconfig"
 )
@@ -47,14 +46,9 @@ func (b *broker) readCommitted(topic string) []*kgo.Record {
 func TestExactlyOnceKafkaSinkSurvivesCrashes(t *testing.T) {
 	b := newBroker(t)
 	b.createTopics(4, "orders", "orders.dlq", "orders-out")
-	cfg := testConfig(b.seeds)
+	cfg := crashConfig(t, b.seeds)
 	cfg.Sink = workerconfig.Sink{Kafka: &workerconfig.KafkaSink{Topic: "orders-out"}}
 	cfg.Delivery.Semantics = "ExactlyOnce"
-	cfg.IdempotencyKey = &workerconfig.IdempotencyKey{JSONField: "id"}
-	cfg.Consumer.MaxPollRecords = 500
-	cfg.Consumer.SessionTimeout = metav1.Duration{Duration: time.Second}
-	cfg.Consumer.MaxPollInterval = metav1.Duration{Duration: 3 * time.Second}
-	cfg.Server.Port = freePort(t)
 	proc := newWorkerProcess(t, cfg)
 
 	const total, poisonEvery, kills = 20_000, 1000, 10
