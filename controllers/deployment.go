@@ -4,6 +4,7 @@ import (
 	"context"
 
 	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/render"
@@ -20,7 +21,7 @@ func (r *StreamPipelineReconciler) reconcileDeployment(ctx context.Context, s *s
 
 	var current *int32
 	existing := &appsv1.Deployment{}
-	if err := r.Get(ctx, objectKey(sp, render.WorkerName(sp)), existing); err == nil {
+	if err := r.Get(ctx, client.ObjectKey{Namespace: sp.Namespace, Name: render.WorkerName(sp)}, existing); err == nil {
 		current = existing.Spec.Replicas
 	}
 	s.desiredReplicas = replicasWithoutLag(sp, current)

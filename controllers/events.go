@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
@@ -43,7 +44,7 @@ func (r *StreamPipelineReconciler) recordEvents(s *scope, reconcileErr error) {
 	case s.deploymentCreated:
 		normal(sluicev1.EventWorkloadCreated, "Create", "created worker Deployment %s with %d replicas", s.deployment.Name, s.desiredReplicas)
 	case sp.Spec.Suspend && !wasSuspended:
-		normal(sluicev1.EventSuspended, "Suspend", "pipeline suspended: workers scaled from %d to 0", derefOr(s.previousReplicas, 0))
+		normal(sluicev1.EventSuspended, "Suspend", "pipeline suspended: workers scaled from %d to 0", ptr.Deref(s.previousReplicas, 0))
 	case !sp.Spec.Suspend && wasSuspended:
 		normal(sluicev1.EventResumed, "Resume", "pipeline resumed with %d workers", s.desiredReplicas)
 	case s.previousReplicas != nil && *s.previousReplicas != s.desiredReplicas:
@@ -64,11 +65,4 @@ func conditionReason(sp *sluicev1.StreamPipeline, t string) string {
 		return c.Reason
 	}
 	return ""
-}
-
-func derefOr(p *int32, def int32) int32 {
-	if p == nil {
-		return def
-	}
-	return *p
 }

@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -233,22 +232,17 @@ func poisonInDLQ(b *broker) map[string]bool {
 	return set
 }
 
+// scrape returns the worker's own metric samples (not histogram buckets, not
+// the Kafka client's).
 func scrape(url string) string {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err.Error()
-	}
-	defer func() { _ = resp.Body.Close() }()
 	var out []string
-	for _, line := range strings.Split(string(must(io.ReadAll(resp.Body))), "\n") {
+	for _, line := range strings.Split(scrapeAll(url), "\n") {
 		if strings.HasPrefix(line, "sluice_worker_") && !strings.Contains(line, "_bucket") && !strings.HasPrefix(line, "sluice_worker_kafka") {
 			out = append(out, line)
 		}
 	}
 	return strings.Join(out, "\n")
 }
-
-func must[T any](v T, _ error) T { return v }
 
 // waitHealthy waits until a worker process answers /healthz: main installs the
 // SIGTERM handler before the health server starts, so a SIGTERM sent earlier

@@ -1,16 +1,10 @@
 package worker
 
 import (
-	"io"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 )
-
-func readFull(r io.Reader, buf []byte) (int, error) { return io.ReadFull(r, buf) }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
 func TestGracefulShutdownCommitsAndARestartedWorkerReprocessesNothing(t *testing.T) {
 	b := newBroker(t)

@@ -90,10 +90,20 @@ func clientID() string {
 
 // kgoLogger routes franz-go's logs to slog: warnings and errors by default,
 // more with SLUICE_KAFKA_LOG_LEVEL=info or debug (for chasing a client problem).
-type kgoLogger struct{ l *slog.Logger }
+// The level is read once: franz-go asks for it before every log line.
+type kgoLogger struct {
+	l     *slog.Logger
+	level kgo.LogLevel
+}
 
-func (k kgoLogger) Level() kgo.LogLevel {
-	switch strings.ToLower(os.Getenv("SLUICE_KAFKA_LOG_LEVEL")) {
+func newKgoLogger(l *slog.Logger) kgoLogger {
+	return kgoLogger{l: l, level: kgoLogLevel(os.Getenv("SLUICE_KAFKA_LOG_LEVEL"))}
+}
+
+func (k kgoLogger) Level() kgo.LogLevel { return k.level }
+
+func kgoLogLevel(s string) kgo.LogLevel {
+	switch strings.ToLower(s) {
 	case "debug":
 		return kgo.LogLevelDebug
 	case "info":

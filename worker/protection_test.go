@@ -2,7 +2,9 @@ package worker
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -150,9 +152,8 @@ func TestHealthReadinessAndMetricsEndpoints(t *testing.T) {
 			return 0, err.Error()
 		}
 		defer func() { _ = resp.Body.Close() }()
-		buf := make([]byte, 1<<20)
-		n, _ := readFull(resp.Body, buf)
-		return resp.StatusCode, string(buf[:n])
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
 	}
 	if code, _ := get("/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz = %d", code)
@@ -165,7 +166,7 @@ func TestHealthReadinessAndMetricsEndpoints(t *testing.T) {
 		metricEndToEnd + "_bucket", metricProcessing + "_count", metricCircuitState,
 		"sluice_worker_kafka_", // franz-go client metrics (kprom)
 	} {
-		if !contains(body, want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}

@@ -282,7 +282,7 @@ func (w *Worker) groupOpts(topics []string) ([]kgo.Opt, error) {
 		kgo.FetchMaxPartitionBytes(fetchMaxPartitionBytes),
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { w.joined.Store(true) }),
 		kgo.WithHooks(kp),
-		kgo.WithLogger(kgoLogger{w.log}),
+		kgo.WithLogger(newKgoLogger(w.log)),
 	)
 	if id := clientID(); id != "" {
 		opts = append(opts, kgo.ClientID(id))
@@ -310,7 +310,7 @@ func (w *Worker) newProducer() (*kgo.Client, error) {
 		kgo.MetadataMinAge(producerMetadataMinAge),
 		kgo.RecordDeliveryTimeout(deliveryTimeout(w.cfg.Consumer.MaxPollInterval.Duration)),
 		kgo.ProducerLinger(time.Millisecond),
-		kgo.WithLogger(kgoLogger{w.log.With("client", "producer")}),
+		kgo.WithLogger(newKgoLogger(w.log.With("client", "producer"))),
 	)
 	if id := clientID(); id != "" {
 		opts = append(opts, kgo.ClientID(id+"-producer"))
@@ -576,15 +576,7 @@ func (w *Worker) write(ctx context.Context, recs []*sink.Record) (errs []error) 
 	}()
 	errs = w.snk.Write(ctx, recs)
 	if len(errs) != len(recs) {
-		return fillErrs(len(recs), failure.Transientf("sink returned %d results for %d records", len(errs), len(recs)))
-	}
-	return errs
-}
-
-func fillErrs(n int, err error) []error {
-	errs := make([]error, n)
-	for i := range errs {
-		errs[i] = err
+		return sink.Fill(len(recs), failure.Transientf("sink returned %d results for %d records", len(errs), len(recs)))
 	}
 	return errs
 }

@@ -6,7 +6,6 @@
 package failure
 
 import (
-	"context"
 	"errors"
 	"fmt"
 )
@@ -41,7 +40,7 @@ func Transient(err error) error { return &classified{ClassTransient, err} }
 // Transientf is Transient(fmt.Errorf(...)).
 func Transientf(format string, args ...any) error { return Transient(fmt.Errorf(format, args...)) }
 
-// ClassOf returns the class of err (nil for a nil error). The outermost
+// ClassOf returns the class of err ("" for a nil error). The outermost
 // classification wins; unclassified errors, deadlines included, are transient.
 func ClassOf(err error) Class {
 	if err == nil {
@@ -50,9 +49,6 @@ func ClassOf(err error) Class {
 	var c *classified
 	if errors.As(err, &c) {
 		return c.class
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return ClassTransient
 	}
 	return ClassTransient
 }

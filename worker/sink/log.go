@@ -42,7 +42,7 @@ func (l *Log) Write(_ context.Context, recs []*Record) []error {
 	}
 	l.buf = b
 	if _, err := l.w.Write(b); err != nil {
-		return fill(len(recs), failure.Transient(err))
+		return Fill(len(recs), failure.Transient(err))
 	}
 	return make([]error, len(recs))
 }

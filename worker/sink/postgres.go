@@ -85,7 +85,7 @@ func (p *Postgres) Write(ctx context.Context, recs []*Record) []error {
 		return make([]error, len(recs))
 	}
 	if !isDataError(err) || len(recs) == 1 {
-		return fill(len(recs), classifyPG(err))
+		return Fill(len(recs), classifyPG(err))
 	}
 	errs := make([]error, len(recs))
 	for i := range recs {

@@ -39,8 +39,8 @@ type Sink interface {
 	Close() error
 }
 
-// fill returns n copies of err (a whole batch failing the same way).
-func fill(n int, err error) []error {
+// Fill returns n copies of err (a whole batch failing the same way).
+func Fill(n int, err error) []error {
 	errs := make([]error, n)
 	for i := range errs {
 		errs[i] = err
