@@ -1,0 +1,170 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// Offsets of one source partition in one sample.
+type Offsets struct {
+	Partition int32
+	// Start is the log start offset, End the high watermark.
+	Start, End int64
+	// Committed is the group's committed offset, -1 when it has none.
+	Committed int64
+	// Oldest is the timestamp of the oldest record the group has not consumed,
+	// zero when the partition has no lag or it could not be read.
+	Oldest time.Time
+	// OnlyMarkers is true when everything between Committed and End is
+	// transaction control records (commit/abort markers) or aborted records: a
+	// read_committed consumer has nothing left to read there, so the partition's
+	// true lag is zero even though End − Committed is not.
+	OnlyMarkers bool
+}
+
+// Observation is one poll's view of one watch.
+type Observation struct {
+	At time.Time
+	// Err is set when the group's lag could not be measured (the cluster is
+	// unreachable, the source topic is missing); nothing else is then set.
+	Err error
+	// Partitions of the source topic, sorted by partition.
+	Partitions []Offsets
+	// Members of the consumer group, and its state as the coordinator reports it.
+	Members    int
+	GroupState string
+	// DeadLetterRecords is the number of records in the dead-letter topic (end −
+	// start over its partitions); DeadLetterErr says why it is unknown.
+	DeadLetterRecords int64
+	DeadLetterErr     error
+}
+
+// ErrTopicNotFound is wrapped by observations and provisioning errors about a
+// topic that does not exist.
+var ErrTopicNotFound = errors.New("topic not found")
+
+// sample measures every watch with a fixed number of batched requests: one
+// ListOffsets for the start and one for the end offsets of all watched topics,
+// one OffsetFetch and one DescribeGroups for all groups (each sharded by kadm per
+// broker or coordinator), and one Fetch per leader for the oldest unconsumed
+// record of the lagging partitions. The cost grows with brokers and groups, not
+// with pipelines × partitions.
+func (c *Cluster) sample(ctx context.Context, watches map[string]Watch, interval time.Duration) map[string]Observation {
+	ctx, cancel := context.WithTimeout(ctx, max(interval, 5*time.Second))
+	defer cancel()
+	now := time.Now()
+	out := make(map[string]Observation, len(watches))
+
+	topicSet, groupSet := map[string]struct{}{}, map[string]struct{}{}
+	for _, w := range watches {
+		topicSet[w.Topic] = struct{}{}
+		topicSet[w.DeadLetterTopic] = struct{}{}
+		groupSet[w.Group] = struct{}{}
+	}
+	topics := slices.Sorted(maps.Keys(topicSet))
+	groups := slices.Sorted(maps.Keys(groupSet))
+
+	ends, err := c.admin.ListEndOffsets(ctx, topics...)
+	var starts kadm.ListedOffsets
+	if err == nil {
+		starts, err = c.admin.ListStartOffsets(ctx, topics...)
+	}
+	if err != nil {
+		for u := range watches {
+			out[u] = Observation{At: now, Err: fmt.Errorf("list offsets: %w", err)}
+		}
+		return out
+	}
+	committed := c.admin.FetchManyOffsets(ctx, groups...)
+	described, describeErr := c.admin.DescribeGroups(ctx, groups...)
+
+	for u, w := range watches {
+		o := Observation{At: now}
+		parts, err := sourceOffsets(w, ends, starts, committed)
+		if err != nil {
+			o.Err = err
+			out[u] = o
+			continue
+		}
+		o.Partitions = parts
+		if describeErr == nil {
+			if g, ok := described[w.Group]; ok && g.Err == nil {
+				o.Members, o.GroupState = len(g.Members), g.State
+			}
+		}
+		o.DeadLetterRecords, o.DeadLetterErr = depth(w.DeadLetterTopic, ends, starts)
+		out[u] = o
+	}
+	c.readOldest(ctx, watches, out)
+	return out
+}
+
+// sourceOffsets joins end, start and committed offsets of w's source topic.
+func sourceOffsets(w Watch, ends, starts kadm.ListedOffsets, committed kadm.FetchOffsetsResponses) ([]Offsets, error) {
+	endParts, ok := ends[w.Topic]
+	if !ok || len(endParts) == 0 {
+		return nil, fmt.Errorf("source topic %q: %w", w.Topic, ErrTopicNotFound)
+	}
+	if e, ok := endParts[-1]; ok && e.Err != nil {
+		if isUnknownTopic(e.Err) {
+			return nil, fmt.Errorf("source topic %q: %w", w.Topic, ErrTopicNotFound)
+		}
+		return nil, fmt.Errorf("source topic %q: %w", w.Topic, e.Err)
+	}
+	fetched, ok := committed[w.Group]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("group %q: no offsets fetched", w.Group)
+	case errors.Is(fetched.Err, kerr.GroupIDNotFound):
+		// A group that never committed: measured from startFrom.
+	case fetched.Err != nil:
+		return nil, fmt.Errorf("group %q: fetch committed offsets: %w", w.Group, fetched.Err)
+	}
+	parts := make([]Offsets, 0, len(endParts))
+	for p, end := range endParts {
+		if end.Err != nil {
+			if isUnknownTopic(end.Err) {
+				return nil, fmt.Errorf("source topic %q: %w", w.Topic, ErrTopicNotFound)
+			}
+			return nil, fmt.Errorf("source topic %q partition %d: end offset: %w", w.Topic, p, end.Err)
+		}
+		start, ok := starts.Lookup(w.Topic, p)
+		if !ok || start.Err != nil {
+			return nil, fmt.Errorf("source topic %q partition %d: start offset unknown", w.Topic, p)
+		}
+		o := Offsets{Partition: p, Start: start.Offset, End: end.Offset, Committed: -1}
+		if c, ok := fetched.Fetched.Lookup(w.Topic, p); ok && c.Err == nil && c.At >= 0 {
+			o.Committed = c.At
+		}
+		parts = append(parts, o)
+	}
+	slices.SortFunc(parts, func(a, b Offsets) int { return int(a.Partition - b.Partition) })
+	return parts, nil
+}
+
+// depth is how many records topic holds (end − start over its partitions).
+func depth(topic string, ends, starts kadm.ListedOffsets) (int64, error) {
+	endParts, ok := ends[topic]
+	if !ok || len(endParts) == 0 {
+		return 0, fmt.Errorf("dead-letter topic %q: %w", topic, ErrTopicNotFound)
+	}
+	var n int64
+	for p, end := range endParts {
+		start, ok := starts.Lookup(topic, p)
+		if end.Err != nil || !ok || start.Err != nil {
+			if isUnknownTopic(end.Err) {
+				return 0, fmt.Errorf("dead-letter topic %q: %w", topic, ErrTopicNotFound)
+			}
+			return 0, fmt.Errorf("dead-letter topic %q partition %d: offsets unknown", topic, p)
+		}
+		n += max(end.Offset-start.Offset, 0)
+	}
+	return n, nil
+}
