@@ -24,7 +24,7 @@ func (r *StreamPipelineReconciler) reconcileDeployment(ctx context.Context, s *s
 	if err := r.Get(ctx, client.ObjectKey{Namespace: sp.Namespace, Name: render.WorkerName(sp)}, existing); err == nil {
 		current = existing.Spec.Replicas
 	}
-	s.desiredReplicas = replicasWithoutLag(sp, current)
+	s.desiredReplicas = desiredReplicas(s, current)
 
 	d := render.Deployment(sp, render.DeploymentParams{
 		Image:      r.WorkerImage,
@@ -42,6 +42,8 @@ func (r *StreamPipelineReconciler) reconcileDeployment(ctx context.Context, s *s
 		s.previousConfigHash = prev.Spec.Template.Annotations[sluicev1.AnnotationConfigHash]
 	}
 
+	r.observer.setApplied(pipelineKey(sp), s.desiredReplicas)
+	recordScale(s)
 	sp.Status.DesiredReplicas = s.desiredReplicas
 	sp.Status.Replicas = d.Status.Replicas
 	sp.Status.ReadyReplicas = d.Status.ReadyReplicas

@@ -47,9 +47,9 @@ func (r *StreamPipelineReconciler) recordEvents(s *scope, reconcileErr error) {
 		normal(sluicev1.EventSuspended, "Suspend", "pipeline suspended: workers scaled from %d to 0", ptr.Deref(s.previousReplicas, 0))
 	case !sp.Spec.Suspend && wasSuspended:
 		normal(sluicev1.EventResumed, "Resume", "pipeline resumed with %d workers", s.desiredReplicas)
-	case s.previousReplicas != nil && *s.previousReplicas != s.desiredReplicas:
-		normal(sluicev1.EventScaled, "Scale", "scaled workers from %d to %d to fit scaling bounds [%d, %d]",
-			*s.previousReplicas, s.desiredReplicas, sp.Spec.Scaling.EffectiveMinReplicas(), sp.Spec.Scaling.EffectiveMaxReplicas())
+	case s.previousReplicas != nil && *s.previousReplicas != s.desiredReplicas && sp.Status.LastScale != nil:
+		ls := sp.Status.LastScale
+		normal(sluicev1.EventScaled, "Scale", "scaled workers from %d to %d (%s): %s", ls.From, ls.To, ls.Reason, ls.Message)
 	}
 	if s.previousConfigHash != "" && s.previousConfigHash != s.configHash {
 		normal(sluicev1.EventConfigChanged, "Update", "worker configuration changed (%s → %s): rolling the workers", s.previousConfigHash, s.configHash)

@@ -4,8 +4,11 @@ import (
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/kafka"
+	"github.com/sluice-dev/sluice/internal/scaling"
 )
 
 // scope carries what the phases of one reconcile share.
@@ -26,10 +29,19 @@ type scope struct {
 	previousReplicas *int32
 	// desiredReplicas is what this reconcile asked of the Deployment.
 	desiredReplicas int32
+	// scaleDecision explains desiredReplicas when it came from the lag policy.
+	scaleDecision *scaling.Decision
+
+	// secrets read by reconcileSecrets, by name.
+	secrets map[string]*corev1.Secret
+	// cluster is the shared Kafka client of the pipeline's cluster.
+	cluster *kafka.Cluster
+	// topics is what provisioning found and did.
+	topics *kafka.TopicsReport
 }
 
 func newScope(sp *sluicev1.StreamPipeline) *scope {
-	return &scope{sp: sp, original: sp.DeepCopy()}
+	return &scope{sp: sp, original: sp.DeepCopy(), secrets: map[string]*corev1.Secret{}}
 }
 
 // stalledError is a failure that retrying won't fix until someone changes
@@ -44,3 +56,15 @@ func (e *stalledError) Error() string { return e.reason + ": " + e.message }
 func stalled(reason, format string, args ...any) error {
 	return &stalledError{reason: reason, message: fmt.Sprintf(format, args...)}
 }
+
+// retryError is a failure that retrying may fix (brokers down); the work queue
+// retries it with backoff, and Ready carries its reason instead of a generic one.
+type retryError struct {
+	reason string
+	err    error
+}
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
+
+func retry(reason string, err error) error { return &retryError{reason: reason, err: err} }

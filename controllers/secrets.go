@@ -15,7 +15,8 @@ import (
 // reconcileSecrets checks that every referenced Secret exists with the keys the
 // worker will read. Without this a typo would surface as pods stuck in
 // CreateContainerConfigError; with it the pipeline says which Secret and key.
-// Secrets are only read, never copied.
+// Secrets are only read, never copied; the operator keeps what it read for this
+// reconcile only (its own Kafka connection needs the credentials).
 func (r *StreamPipelineReconciler) reconcileSecrets(ctx context.Context, s *scope) error {
 	for _, m := range render.SecretMounts(s.sp) {
 		secret := &corev1.Secret{}
@@ -31,6 +32,7 @@ func (r *StreamPipelineReconciler) reconcileSecrets(ctx context.Context, s *scop
 				return stalled(sluicev1.ReasonSecretKeyNotFound, "Secret %s/%s referenced by %s has no key %q", s.sp.Namespace, m.SecretName, m.Field, k)
 			}
 		}
+		s.secrets[m.SecretName] = secret
 	}
 	return nil
 }

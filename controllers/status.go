@@ -70,7 +70,12 @@ func setConditions(s *scope, reconcileErr error) {
 		set(sluicev1.ConditionReconciling, metav1.ConditionFalse, st.reason, "waiting for a change to the pipeline or what it references")
 		return
 	case reconcileErr != nil:
-		set(sluicev1.ConditionReady, metav1.ConditionFalse, sluicev1.ReasonApplyFailed, reconcileErr.Error())
+		reason := sluicev1.ReasonApplyFailed
+		var re *retryError
+		if errors.As(reconcileErr, &re) {
+			reason = re.reason
+		}
+		set(sluicev1.ConditionReady, metav1.ConditionFalse, reason, reconcileErr.Error())
 		set(sluicev1.ConditionReconciling, metav1.ConditionTrue, sluicev1.ReasonProgressing, "retrying after error: "+reconcileErr.Error())
 		set(sluicev1.ConditionStalled, metav1.ConditionFalse, sluicev1.ReasonProgressing, "retrying")
 		return

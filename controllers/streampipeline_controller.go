@@ -9,17 +9,31 @@ import (
 	"errors"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/kafka"
 )
 
 // FieldOwner is the server-side apply field manager of everything Sluice writes.
@@ -37,6 +51,29 @@ type StreamPipelineReconciler struct {
 	// StalledRetryInterval is how soon a stalled pipeline is looked at again (a
 	// missing Secret may appear).
 	StalledRetryInterval time.Duration
+	// KafkaTimeout bounds the Kafka admin calls of one reconcile.
+	KafkaTimeout time.Duration
+	// StatusSyncPeriod is how often, at most, changing lag figures are written to
+	// status when nothing else changed (replicas and conditions are written at
+	// once).
+	StatusSyncPeriod time.Duration
+	// ResyncInterval is how often a pipeline is reconciled with no change, to
+	// converge drift of its topics' configs (Kubernetes objects are watched).
+	ResyncInterval time.Duration
+	// RetryBackoffMax caps the backoff of failed reconciles (an unreachable
+	// cluster), so that recovered brokers are noticed within it.
+	RetryBackoffMax time.Duration
+	// MaxConcurrentReconciles: Kafka calls make reconciles wait on the network,
+	// so several run at once.
+	MaxConcurrentReconciles int
+	// KafkaOpts are extra options for the operator's Kafka clients.
+	KafkaOpts []kgo.Opt
+	// Registry receives the operator's metrics; nil means controller-runtime's.
+	Registry prometheus.Registerer
+
+	kafka    *kafka.Pool
+	observer *observer
+	metrics  *pipelineMetrics
 }
 
 // phase is one step of the reconcile; phases run in order and stop at the first
@@ -56,12 +93,25 @@ type phase func(ctx context.Context, s *scope) error
 func (r *StreamPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	sp := &sluicev1.StreamPipeline{}
 	if err := r.Get(ctx, req.NamespacedName, sp); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.release(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !sp.DeletionTimestamp.IsZero() {
 		// Owned objects are garbage-collected by Kubernetes through their owner
-		// references; Kafka topics are retained.
+		// references; the retry and dead-letter topics are kept unless
+		// deletionPolicy is Delete. The source topic is never touched.
+		if controllerutil.ContainsFinalizer(sp, sluicev1.FinalizerTopics) {
+			if err := r.finalizeTopics(ctx, sp); err != nil {
+				return ctrl.Result{}, err
+			}
+		}
+		r.release(req.NamespacedName)
 		return ctrl.Result{}, nil
+	}
+	if err := r.reconcileFinalizer(ctx, sp); err != nil {
+		return ctrl.Result{}, err
 	}
 
 	s := newScope(sp)
@@ -73,6 +123,8 @@ func (r *StreamPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 
 	for _, p := range []phase{
 		r.reconcileSecrets,
+		r.reconcileTopics,
+		r.reconcileObservation,
 		r.reconcileServiceAccount,
 		r.reconcileWorkerConfig,
 		r.reconcileDeployment,
@@ -92,12 +144,17 @@ func (r *StreamPipelineReconciler) finish(ctx context.Context, s *scope, result 
 	var stalled *stalledError
 	isStalled := errors.As(reconcileErr, &stalled)
 	setConditions(s, reconcileErr)
+	r.metrics.reconciled(s.sp, errorReason(reconcileErr))
 
-	if err := r.Status().Patch(ctx, s.sp, client.MergeFrom(s.original)); err != nil {
-		if !isStalled {
-			return result, errors.Join(reconcileErr, err)
+	// Most reconciles that the lag polls trigger change a figure or two; the
+	// rest change nothing and need no write.
+	if !equality.Semantic.DeepEqual(s.original.Status, s.sp.Status) {
+		if err := r.Status().Patch(ctx, s.sp, client.MergeFrom(s.original)); err != nil {
+			if !isStalled {
+				return result, errors.Join(reconcileErr, err)
+			}
+			return result, err
 		}
-		return result, err
 	}
 	r.recordEvents(s, reconcileErr)
 
@@ -108,14 +165,70 @@ func (r *StreamPipelineReconciler) finish(ctx context.Context, s *scope, result 
 	return result, reconcileErr
 }
 
+// release lets go of a pipeline that is gone: its share of the Kafka client,
+// its lag watch, its observation state and metrics.
+func (r *StreamPipelineReconciler) release(key types.NamespacedName) {
+	r.kafka.Release(key.String())
+	r.observer.forget(key)
+}
+
+// errorReason is the reason a failed reconcile is counted under.
+func errorReason(err error) string {
+	var st *stalledError
+	var re *retryError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &st):
+		return st.reason
+	case errors.As(err, &re):
+		return re.reason
+	}
+	return sluicev1.ReasonApplyFailed
+}
+
 // SetupWithManager registers the reconciler: it watches StreamPipelines (spec
-// changes only) and everything they own.
+// changes only), everything they own, and the wake-ups of the lag observer. The
+// Kafka clients close when the manager stops.
 func (r *StreamPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.StalledRetryInterval == 0 {
 		r.StalledRetryInterval = 30 * time.Second
 	}
+	if r.KafkaTimeout == 0 {
+		r.KafkaTimeout = 15 * time.Second
+	}
+	if r.StatusSyncPeriod == 0 {
+		r.StatusSyncPeriod = 10 * time.Second
+	}
+	if r.ResyncInterval == 0 {
+		r.ResyncInterval = 5 * time.Minute
+	}
+	if r.RetryBackoffMax == 0 {
+		r.RetryBackoffMax = 30 * time.Second
+	}
+	if r.MaxConcurrentReconciles == 0 {
+		r.MaxConcurrentReconciles = 8
+	}
+	if r.Registry == nil {
+		r.Registry = ctrlmetrics.Registry
+	}
+	r.metrics = newPipelineMetrics(r.Registry, func() int { return r.kafka.Clusters() })
+	r.observer = newObserver(r.StatusSyncPeriod, r.metrics)
+	r.kafka = kafka.NewPool(r.observer.observe, r.KafkaOpts...)
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		r.kafka.Close()
+		return nil
+	})); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&sluicev1.StreamPipeline{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(source.Channel(r.observer.events, &handler.TypedEnqueueRequestForObject[*sluicev1.StreamPipeline]{})).
+		WithOptions(controller.Options{
+			MaxConcurrentReconciles: r.MaxConcurrentReconciles,
+			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, r.RetryBackoffMax),
+		}).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.ConfigMap{}).
 		Owns(&corev1.ServiceAccount{}).

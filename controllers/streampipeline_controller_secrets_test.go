@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/workerconfig"
 )
@@ -19,6 +21,13 @@ func TestMissingSecretStallsWithItsNameUntilItAppears(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	sp := logPipeline(ns, "secure")
+	// A Kafka that only lets this user in: the operator must read the
+	// credentials from the Secret to provision topics and read lag.
+	secured, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(3, "orders"),
+		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "orders-app", "s3cr3t-pa55"))
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(secured.Close)
+	sp.Spec.Kafka.BootstrapServers = secured.ListenAddrs()
 	sp.Spec.Kafka.SASL = &sluicev1.KafkaSASLSpec{
 		Mechanism: sluicev1.SASLScramSHA512,
 		SecretRef: sluicev1.SecretRef{Name: "kafka-user"},

@@ -8,6 +8,10 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -32,6 +36,9 @@ var (
 	k8s        client.Client
 	restConfig *rest.Config
 	reconciler *StreamPipelineReconciler
+	// fake is the in-process Kafka every pipeline of the suite points at.
+	fake *kfake.Cluster
+	adm  *kadm.Client
 )
 
 const (
@@ -45,6 +52,21 @@ func TestMain(m *testing.M) {
 }
 
 func runSuite(m *testing.M) int {
+	var err error
+	fake, err = kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(6, "orders"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: kfake:", err)
+		return 1
+	}
+	defer fake.Close()
+	admClient, err := kgo.NewClient(kgo.SeedBrokers(fake.ListenAddrs()...), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: kafka client:", err)
+		return 1
+	}
+	defer admClient.Close()
+	adm = kadm.NewClient(admClient)
+
 	env, err := testenv.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
@@ -68,6 +90,12 @@ func runSuite(m *testing.M) int {
 		Recorder:             mgr.GetEventRecorder("sluice-operator"),
 		WorkerImage:          testImage,
 		StalledRetryInterval: 500 * time.Millisecond,
+		KafkaTimeout:         3 * time.Second,
+		ResyncInterval:       2 * time.Second,
+		RetryBackoffMax:      2 * time.Second,
+		StatusSyncPeriod:     200 * time.Millisecond,
+		KafkaOpts:            []kgo.Opt{kgo.MetadataMinAge(100 * time.Millisecond)},
+		Registry:             prometheus.NewRegistry(),
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: setup:", err)
@@ -103,7 +131,7 @@ func logPipeline(ns, name string) *sluicev1.StreamPipeline {
 	return &sluicev1.StreamPipeline{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: sluicev1.StreamPipelineSpec{
-			Kafka:  sluicev1.KafkaSpec{BootstrapServers: []string{"kafka.kafka:9092"}},
+			Kafka:  sluicev1.KafkaSpec{BootstrapServers: fake.ListenAddrs()},
 			Source: sluicev1.SourceSpec{Topic: "orders"},
 			Sink:   sluicev1.SinkSpec{Log: &sluicev1.LogSink{}},
 			Startup: sluicev1.StartupSpec{

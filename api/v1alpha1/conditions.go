@@ -19,6 +19,10 @@ const (
 	ConditionLagCritical = "LagCritical"
 	// ConditionDeadLettersPresent is True when the dead-letter topic holds records.
 	ConditionDeadLettersPresent = "DeadLettersPresent"
+	// ConditionConsumerStalled is True when the group has lag and is not moving:
+	// partitions whose committed offset stands still (PartitionsStalled), or no
+	// live members at all (GroupStopped).
+	ConditionConsumerStalled = "ConsumerStalled"
 )
 
 // Condition reasons, in CamelCase as the Kubernetes API conventions ask.
@@ -33,6 +37,28 @@ const (
 	ReasonApplyFailed        = "ApplyFailed"
 	ReasonRolloutFailed      = "ProgressDeadlineExceeded"
 	ReasonWorkerImageMissing = "WorkerImageMissing"
+
+	// Kafka: topics and connectivity.
+	ReasonTopicsProvisioned        = "TopicsProvisioned"
+	ReasonPartitionsNotDecreased   = "PartitionsNotDecreased"
+	ReasonSourceTopicNotFound      = "SourceTopicNotFound"
+	ReasonKafkaUnreachable         = "KafkaUnreachable"
+	ReasonKafkaClientConfig        = "KafkaClientConfigInvalid"
+	ReasonKafkaAuthFailed          = "KafkaAuthorizationFailed"
+	ReasonInvalidReplicationFactor = "InvalidReplicationFactor"
+	ReasonInvalidTopicConfig       = "InvalidTopicConfig"
+	ReasonTopicProvisioningFailed  = "TopicProvisioningFailed"
+
+	// Lag and consumer health.
+	ReasonLagWithinBudget    = "LagWithinBudget"
+	ReasonLagAboveBudget     = "LagAboveBudget"
+	ReasonNotMeasured        = "NotMeasured"
+	ReasonNoDeadLetters      = "NoDeadLetters"
+	ReasonDeadLetters        = "DeadLetters"
+	ReasonDeadLettersGrowing = "DeadLettersGrowing"
+	ReasonConsuming          = "Consuming"
+	ReasonPartitionsStalled  = "PartitionsStalled"
+	ReasonGroupStopped       = "GroupStopped"
 )
 
 // Event reasons (besides the condition reasons above).
@@ -44,6 +70,9 @@ const (
 	EventResumed         = "Resumed"
 	EventReady           = "Ready"
 	EventReconcileError  = "ReconcileError"
+	EventTopicsCreated   = "TopicsCreated"
+	EventTopicsConverged = "TopicsConverged"
+	EventTopicsDeleted   = "TopicsDeleted"
 )
 
 // Labels and annotations Sluice sets on what it creates.
@@ -53,4 +82,7 @@ const (
 	// AnnotationConfigHash on the pod template changes whenever the rendered
 	// worker configuration does, so a spec change rolls the pods.
 	AnnotationConfigHash = "streaming.sluice.dev/config-hash"
+	// FinalizerTopics holds a pipeline with deletionPolicy Delete until its retry
+	// and dead-letter topics are deleted.
+	FinalizerTopics = "streaming.sluice.dev/topics"
 )

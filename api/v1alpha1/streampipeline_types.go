@@ -724,6 +724,10 @@ type StreamPipelineStatus struct {
 	// +optional
 	DeadLetter *DeadLetterStatus `json:"deadLetter,omitempty"`
 
+	// LastScale is the operator's most recent change of the worker count.
+	// +optional
+	LastScale *ScaleStatus `json:"lastScale,omitempty"`
+
 	// WorkerConfigHash identifies the rendered worker configuration; it changes
 	// (and rolls the pods) when the configuration does.
 	// +optional
@@ -738,10 +742,34 @@ type LagStatus struct {
 	// MaxPartition is the largest lag of a single partition.
 	MaxPartition int64 `json:"maxPartition"`
 
+	// PartitionsWithLag is how many source partitions have lag.
+	PartitionsWithLag int32 `json:"partitionsWithLag"`
+
+	// Seconds is how far behind the group is in time: the age of the oldest
+	// record it has not consumed. Unset when there is no lag or it can't be read.
+	// +optional
+	Seconds *int64 `json:"seconds,omitempty"`
+
+	// MeasuredAt is when the lag was sampled.
+	MeasuredAt metav1.Time `json:"measuredAt"`
+
 	// EstimatedDrainSeconds is how long the current processing rate needs to
 	// catch up; unset when the pipeline is not catching up.
 	// +optional
 	EstimatedDrainSeconds *int64 `json:"estimatedDrainSeconds,omitempty"`
+}
+
+// ScaleStatus describes one scaling decision.
+type ScaleStatus struct {
+	// Time of the change.
+	Time metav1.Time `json:"time"`
+	// From and To are the worker counts before and after.
+	From int32 `json:"from"`
+	To   int32 `json:"to"`
+	// Reason is a CamelCase reason, e.g. LagAboveTarget.
+	Reason string `json:"reason"`
+	// Message explains the decision with its numbers.
+	Message string `json:"message"`
 }
 
 // RateStatus holds rates in records per second.

@@ -26,6 +26,10 @@ func main() {
 		leaderElect          bool
 		workerImage          string
 		stalledRetryInterval time.Duration
+		kafkaTimeout         time.Duration
+		statusSyncPeriod     time.Duration
+		resyncInterval       time.Duration
+		concurrency          int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
@@ -34,6 +38,11 @@ func main() {
 		"Worker image for pipelines that don't set spec.image (default: $SLUICE_WORKER_IMAGE).")
 	flag.DurationVar(&stalledRetryInterval, "stalled-retry-interval", 30*time.Second,
 		"How soon a stalled pipeline (e.g. a missing Secret) is looked at again.")
+	flag.DurationVar(&kafkaTimeout, "kafka-timeout", 15*time.Second, "Bound on the Kafka admin calls of one reconcile.")
+	flag.DurationVar(&statusSyncPeriod, "status-sync-period", 10*time.Second,
+		"How often, at most, changing lag figures are written to a pipeline's status (replica and condition changes are written at once).")
+	flag.DurationVar(&resyncInterval, "resync-interval", 5*time.Minute, "How often an unchanged pipeline is reconciled, to converge topic config drift.")
+	flag.IntVar(&concurrency, "max-concurrent-reconciles", 8, "Pipelines reconciled at once.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -57,11 +66,15 @@ func main() {
 	}
 
 	if err := (&controllers.StreamPipelineReconciler{
-		Client:               mgr.GetClient(),
-		APIReader:            mgr.GetAPIReader(),
-		Recorder:             mgr.GetEventRecorder("sluice-operator"),
-		WorkerImage:          workerImage,
-		StalledRetryInterval: stalledRetryInterval,
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Recorder:                mgr.GetEventRecorder("sluice-operator"),
+		WorkerImage:             workerImage,
+		StalledRetryInterval:    stalledRetryInterval,
+		KafkaTimeout:            kafkaTimeout,
+		StatusSyncPeriod:        statusSyncPeriod,
+		ResyncInterval:          resyncInterval,
+		MaxConcurrentReconciles: concurrency,
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "unable to set up the StreamPipeline controller")
 		os.Exit(1)
