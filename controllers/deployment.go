@@ -41,6 +41,9 @@ func (r *StreamPipelineReconciler) reconcileDeployment(ctx context.Context, s *s
 		s.previousReplicas = prev.Spec.Replicas
 		s.previousConfigHash = prev.Spec.Template.Annotations[sluicev1.AnnotationConfigHash]
 	}
+	if n, ok := r.observer.lastApplied(pipelineKey(sp)); ok && !res.created {
+		s.previousReplicas = &n
+	}
 
 	r.observer.setApplied(pipelineKey(sp), s.desiredReplicas)
 	recordScale(s)

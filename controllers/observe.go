@@ -37,7 +37,8 @@ type observer struct {
 type observed struct {
 	params observeParams
 	// applied is the replica count the last reconcile gave the Deployment.
-	applied int32
+	applied      int32
+	appliedKnown bool
 
 	window      *lag.Window
 	scaleState  scaling.State
@@ -112,8 +113,21 @@ func (o *observer) setApplied(key types.NamespacedName, n int32) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if ob, ok := o.pipelines[key]; ok {
-		ob.applied = n
+		ob.applied, ob.appliedKnown = n, true
 	}
+}
+
+// lastApplied is the replica count this process last gave the pipeline's
+// Deployment. It, not the informer cache (which may not have seen that write
+// yet), says whether a reconcile changed the count.
+func (o *observer) lastApplied(key types.NamespacedName) (int32, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ob, ok := o.pipelines[key]
+	if !ok || !ob.appliedKnown {
+		return 0, false
+	}
+	return ob.applied, true
 }
 
 // take returns the latest view and decision for reconcile to write, and marks
@@ -141,14 +155,19 @@ func (o *observer) observe(user string, obs kafka.Observation) {
 		return
 	}
 	view := ob.digest(obs)
-	d := ob.params.policy.Decide(scaling.Input{
-		Now:        obs.At,
-		Current:    ob.applied,
-		Partitions: view.Partitions,
-		TotalLag:   view.Lag.Total,
-		LagKnown:   view.Err == nil,
-	}, &ob.scaleState)
-	ob.view, ob.decision = view, &d
+	ob.view = view
+	// The policy decides from the replicas the Deployment has; until a reconcile
+	// has applied a count, that is not known and there is nothing to decide.
+	if ob.appliedKnown {
+		d := ob.params.policy.Decide(scaling.Input{
+			Now:        obs.At,
+			Current:    ob.applied,
+			Partitions: view.Partitions,
+			TotalLag:   view.Lag.Total,
+			LagKnown:   view.Err == nil,
+		}, &ob.scaleState)
+		ob.decision = &d
+	}
 	wake := ob.needsReconcile(obs.At, o.statusSyncPeriod)
 	params := ob.params
 	o.mu.Unlock()
@@ -217,7 +236,7 @@ func (ob *observed) digest(obs kafka.Observation) *lagView {
 func (ob *observed) needsReconcile(now time.Time, syncPeriod time.Duration) bool {
 	pub := ob.publishedView
 	switch {
-	case !ob.params.suspended && ob.decision.Desired != ob.applied:
+	case !ob.params.suspended && ob.decision != nil && ob.decision.Desired != ob.applied:
 		return true
 	case pub == nil:
 		return true

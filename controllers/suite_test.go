@@ -39,6 +39,8 @@ var (
 	// fake is the in-process Kafka every pipeline of the suite points at.
 	fake *kfake.Cluster
 	adm  *kadm.Client
+	// registry holds the operator's metrics.
+	registry = prometheus.NewRegistry()
 )
 
 const (
@@ -95,7 +97,7 @@ func runSuite(m *testing.M) int {
 		RetryBackoffMax:      2 * time.Second,
 		StatusSyncPeriod:     200 * time.Millisecond,
 		KafkaOpts:            []kgo.Opt{kgo.MetadataMinAge(100 * time.Millisecond)},
-		Registry:             prometheus.NewRegistry(),
+		Registry:             registry,
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: setup:", err)
