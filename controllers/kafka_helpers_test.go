@@ -19,7 +19,7 @@ type testKafka struct {
 	client  *kgo.Client
 }
 
-func newKafka(t *testing.T, sourcePartitions int32, opts ...kfake.Opt) *testKafka {
+func newKafka(t testing.TB, sourcePartitions int32, opts ...kfake.Opt) *testKafka {
 	t.Helper()
 	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(3), kfake.SeedTopics(sourcePartitions, "orders")}, opts...)...)
 	if err != nil {
@@ -36,7 +36,7 @@ func newKafka(t *testing.T, sourcePartitions int32, opts ...kfake.Opt) *testKafk
 }
 
 // produce writes n records to each of partitions, stamped ts.
-func (k *testKafka) produce(t *testing.T, topic string, partitions []int32, n int, ts time.Time) {
+func (k *testKafka) produce(t testing.TB, topic string, partitions []int32, n int, ts time.Time) {
 	t.Helper()
 	var rs []*kgo.Record
 	for _, p := range partitions {

@@ -119,7 +119,7 @@ func runSuite(m *testing.M) int {
 }
 
 // newNamespace gives a test a namespace of its own.
-func newNamespace(t *testing.T) string {
+func newNamespace(t testing.TB) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "sp-"}}
 	if err := k8s.Create(context.Background(), ns); err != nil {
