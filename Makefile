@@ -75,6 +75,22 @@ test: verify-generated vet envtest postgres ## Run all tests (unit, envtest, kfa
 test-short: ## Run the unit tests only (no API server).
 	go test -short ./...
 
+##@ Kafka
+
+KAFKA_BROKERS ?= 3
+
+.PHONY: kafka
+kafka: ## Fetch Apache Kafka's jars from Maven Central (cached in bin/kafka/).
+	hack/kafka.sh install
+
+.PHONY: kafka-up
+kafka-up: kafka ## Start a real KRaft cluster of KAFKA_BROKERS (1 or 3) nodes on loopback; prints the bootstrap servers.
+	KAFKA_BROKERS=$(KAFKA_BROKERS) hack/kafka.sh up
+
+.PHONY: kafka-down
+kafka-down: ## Stop the Kafka cluster and remove its state.
+	hack/kafka.sh down
+
 ##@ Build
 
 .PHONY: build
