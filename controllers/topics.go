@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -39,11 +40,10 @@ func (r *StreamPipelineReconciler) reconcileTopics(ctx context.Context, s *scope
 	sp.Status.Partitions = &rep.SourcePartitions
 
 	reason, msg := sluicev1.ReasonTopicsProvisioned, fmt.Sprintf("%d retry topics and %s exist with the topic policy", len(sp.RetryTopics()), sp.DeadLetterTopic())
-	if notes := append(rep.NotDecreased, rep.ReplicationDiffers...); len(notes) > 0 {
+	if len(rep.NotDecreased) > 0 {
 		reason = sluicev1.ReasonPartitionsNotDecreased
-		if len(rep.NotDecreased) == 0 {
-			reason = sluicev1.ReasonTopicsProvisioned
-		}
+	}
+	if notes := slices.Concat(rep.NotDecreased, rep.ReplicationDiffers); len(notes) > 0 {
 		msg += "; left as they are: " + strings.Join(notes, "; ") + " (Kafka can't remove partitions; replication changes need a reassignment)"
 	}
 	setCondition(sp, sluicev1.ConditionTopicsReady, metav1.ConditionTrue, reason, msg)

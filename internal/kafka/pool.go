@@ -113,17 +113,18 @@ func (p *Pool) Close() {
 // key identifies a connection: the same brokers with the same credentials share
 // a client. It is a hash so that credentials are not kept as map keys.
 func (c Conn) key() string {
-	h := sha256.New()
+	var b []byte
 	brokers := slices.Clone(c.Brokers)
 	slices.Sort(brokers)
-	for _, b := range brokers {
-		fmt.Fprintf(h, "broker:%s\x00", b)
+	for _, br := range brokers {
+		b = fmt.Appendf(b, "broker:%s\x00", br)
 	}
 	if c.TLS != nil {
-		fmt.Fprintf(h, "tls:%x\x00%x\x00%x\x00", c.TLS.CA, c.TLS.Cert, c.TLS.Key)
+		b = fmt.Appendf(b, "tls:%x\x00%x\x00%x\x00", c.TLS.CA, c.TLS.Cert, c.TLS.Key)
 	}
 	if c.SASL != nil {
-		fmt.Fprintf(h, "sasl:%s\x00%s\x00%s\x00", c.SASL.Mechanism, c.SASL.Username, c.SASL.Password)
+		b = fmt.Appendf(b, "sasl:%s\x00%s\x00%s\x00", c.SASL.Mechanism, c.SASL.Username, c.SASL.Password)
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
