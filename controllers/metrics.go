@@ -10,7 +10,7 @@ import (
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
 
-// Operator metric names, one meaning each; docs/operator-metrics.md lists them
+// Operator metric names, one meaning each; docs/metrics.md lists them
 // and config/prometheus alerts on them.
 const (
 	metricLag            = "sluice_pipeline_lag_records"
