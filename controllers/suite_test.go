@@ -76,7 +76,11 @@ func runSuite(m *testing.M) int {
 	}
 	defer func() { _ = env.Stop() }()
 
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+	// As in cmd/manager (ctrl.GetConfig): no client-side rate limit; the API
+	// server's priority and fairness governs.
+	mgrConfig := rest.CopyConfig(env.Config)
+	mgrConfig.QPS = -1
+	mgr, err := ctrl.NewManager(mgrConfig, ctrl.Options{
 		Scheme:                 env.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
