@@ -49,6 +49,18 @@ type observed struct {
 
 	published     time.Time
 	publishedView *lagView
+
+	// provisioned remembers the last successful topic provisioning, so that
+	// reconciles the lag polls trigger don't repeat it (drift is converged by
+	// the periodic resync).
+	provisioned provisioning
+}
+
+// provisioning is a successful topic provisioning of one spec generation.
+type provisioning struct {
+	generation       int64
+	at               time.Time
+	sourcePartitions int32
 }
 
 // observeParams are what the observer needs from the spec; reconcile refreshes
@@ -128,6 +140,34 @@ func (o *observer) lastApplied(key types.NamespacedName) (int32, bool) {
 		return 0, false
 	}
 	return ob.applied, true
+}
+
+// provisioningDone records a successful topic provisioning.
+func (o *observer) provisioningDone(key types.NamespacedName, p provisioning) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ob, ok := o.pipelines[key]
+	if !ok { // the first reconcile provisions before it registers the watch
+		ob = &observed{window: lag.NewWindow(healthWindow)}
+		o.pipelines[key] = ob
+	}
+	ob.provisioned = p
+}
+
+// provisioningCurrent returns the last provisioning when it still holds: same
+// spec generation, younger than maxAge, and the source topic has not grown
+// since (the lag samples count its partitions).
+func (o *observer) provisioningCurrent(key types.NamespacedName, generation int64, now time.Time, maxAge time.Duration) (provisioning, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ob, ok := o.pipelines[key]
+	if !ok {
+		return provisioning{}, false
+	}
+	p := ob.provisioned
+	fresh := p.generation == generation && now.Sub(p.at) < maxAge
+	sameSource := ob.view == nil || ob.view.Err != nil || ob.view.Partitions == p.sourcePartitions
+	return p, fresh && sameSource
 }
 
 // take returns the latest view and decision for reconcile to write, and marks

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,7 +19,9 @@ import (
 )
 
 // reconcileTopics connects to the pipeline's cluster (through the shared client
-// pool) and provisions the retry and dead-letter topics with the topic policy.
+// pool) and provisions the retry and dead-letter topics with the topic policy:
+// on a spec change, when the source topic grows, and every resync interval
+// (config drift); the reconciles the lag polls trigger skip it.
 // The workers need these topics before they start, so a failure here stops the
 // reconcile before the Deployment is touched: a running Deployment is left as
 // it is, a new one is not created.
@@ -30,6 +33,13 @@ func (r *StreamPipelineReconciler) reconcileTopics(ctx context.Context, s *scope
 	}
 	s.cluster = cluster
 
+	key := pipelineKey(sp)
+	if p, ok := r.observer.provisioningCurrent(key, sp.Generation, time.Now(), r.ResyncInterval); ok &&
+		meta.IsStatusConditionTrue(sp.Status.Conditions, sluicev1.ConditionTopicsReady) {
+		sp.Status.Partitions = &p.sourcePartitions
+		return nil
+	}
+
 	ctx, cancel := context.WithTimeout(ctx, r.KafkaTimeout)
 	defer cancel()
 	rep, err := kafka.EnsureTopics(ctx, cluster.Admin(), sp.Spec.Source.Topic, provisionedTopics(sp), topicPolicy(sp))
@@ -38,6 +48,7 @@ func (r *StreamPipelineReconciler) reconcileTopics(ctx context.Context, s *scope
 	}
 	s.topics = &rep
 	sp.Status.Partitions = &rep.SourcePartitions
+	r.observer.provisioningDone(key, provisioning{generation: sp.Generation, at: time.Now(), sourcePartitions: rep.SourcePartitions})
 
 	reason, msg := sluicev1.ReasonTopicsProvisioned, fmt.Sprintf("%d retry topics and %s exist with the topic policy", len(sp.RetryTopics()), sp.DeadLetterTopic())
 	if len(rep.NotDecreased) > 0 {
