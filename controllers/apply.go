@@ -31,7 +31,13 @@ func (r *StreamPipelineReconciler) apply(ctx context.Context, sp *sluicev1.Strea
 	}
 	kind := desired.GetObjectKind().GroupVersionKind().Kind
 	var res applyResult
-	switch err := r.Get(ctx, client.ObjectKeyFromObject(desired), existing); {
+	err := r.Get(ctx, client.ObjectKeyFromObject(desired), existing)
+	if apierrors.IsNotFound(err) && r.APIReader != nil {
+		// The cache holds only objects with the pipeline label (CacheOptions);
+		// ask the API server before deciding the name is free.
+		err = r.APIReader.Get(ctx, client.ObjectKeyFromObject(desired), existing)
+	}
+	switch {
 	case apierrors.IsNotFound(err):
 		res.created = true
 	case err != nil:
