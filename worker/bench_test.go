@@ -39,10 +39,11 @@ const (
 	benchMaxPoll    = 500
 )
 
-// backlog starts a broker holding n records in topic "orders".
-func backlog(tb testing.TB, n int) (*kfake.Cluster, []string) {
+// backlog starts a broker holding n records in topic "orders" (and empty
+// topics extra).
+func backlog(tb testing.TB, n int, extra ...string) (*kfake.Cluster, []string) {
 	tb.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(benchPartitions, allTopics...),
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(benchPartitions, append(extra, allTopics...)...),
 		kfake.GroupMinSessionTimeout(100*time.Millisecond))
 	if err != nil {
 		tb.Fatal(err)
@@ -319,4 +320,90 @@ func peakRSS(tb testing.TB, pid int) int64 {
 	}
 	tb.Fatal("no VmHWM in /proc status")
 	return 0
+}
+
+// BenchmarkThroughputExactlyOnce compares ExactlyOnce with AtLeastOnce delivery
+// for the two sinks that have both, in the same run on the same kfake backlog:
+// the kafka sink (Kafka transactions vs an idempotent producer) and the
+// postgres sink (rows and offsets in one transaction, fenced, vs one INSERT ...
+// ON CONFLICT DO NOTHING per batch; the same table, with a primary key). Each op
+// drains the backlog with a fresh group (and, for postgres, an empty table).
+//
+//	go test ./worker -run '^$' -bench BenchmarkThroughputExactlyOnce -benchtime 3x -count 2
+func BenchmarkThroughputExactlyOnce(b *testing.B) {
+	const n = 100_000
+	_, seeds := backlog(b, n, "orders-out")
+	dsn, conn := postgresDB(b)
+	if _, err := conn.Exec(context.Background(), "CREATE TABLE bench (id text PRIMARY KEY, payload text NOT NULL)"); err != nil {
+		b.Fatal(err)
+	}
+	dsnFile := filepath.Join(b.TempDir(), "dsn")
+	if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	for _, sinkName := range []string{"kafka", "postgres"} {
+		for _, semantics := range []string{"AtLeastOnce", "ExactlyOnce"} {
+			b.Run(sinkName+"-sink/"+semantics, func(b *testing.B) {
+				var total time.Duration
+				for range b.N {
+					cfg := benchConfig(seeds, nextGroup())
+					cfg.Delivery.Semantics = semantics
+					if sinkName == "kafka" {
+						cfg.Sink = workerconfig.Sink{Kafka: &workerconfig.KafkaSink{Topic: "orders-out"}}
+					} else {
+						if _, err := conn.Exec(context.Background(), "TRUNCATE bench"); err != nil {
+							b.Fatal(err)
+						}
+						cfg.Sink = workerconfig.Sink{Postgres: &workerconfig.PostgresSink{DSNFile: dsnFile, Table: "bench", KeyColumn: "id", PayloadColumn: "payload"}}
+					}
+					total += runWorkerUntilProcessed(b, cfg, n)
+				}
+				b.ReportMetric(float64(n)*float64(b.N)/total.Seconds(), "records/s")
+			})
+		}
+	}
+}
+
+// runWorkerUntilProcessed runs a worker with the sink its config names until
+// it counted n records processed, and returns the time that took.
+func runWorkerUntilProcessed(tb testing.TB, cfg *workerconfig.Config, n int) time.Duration {
+	tb.Helper()
+	w, err := New(Options{Config: cfg, Listener: mustListen(tb), Logger: discardLogger(),
+		KafkaOpts: []kgo.Opt{kgo.MetadataMinAge(100 * time.Millisecond)}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	processed := func() float64 {
+		mfs, _ := w.Registry().Gather()
+		for _, mf := range mfs {
+			if mf.GetName() != metricRecords {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "outcome" && l.GetValue() == outcomeProcessed {
+						return m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return 0
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- w.Run(ctx) }()
+	for processed() < float64(n) {
+		select {
+		case err := <-done:
+			tb.Fatalf("worker stopped early: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	took := time.Since(start)
+	cancel()
+	if err := <-done; err != nil {
+		tb.Fatal(err)
+	}
+	return took
 }

@@ -34,7 +34,7 @@ var (
 
 // postgresDB starts the package's PostgreSQL server on first use and gives the
 // test a database of its own with table orders(id text primary key, payload jsonb).
-func postgresDB(t *testing.T) (string, *pgx.Conn) {
+func postgresDB(t testing.TB) (string, *pgx.Conn) {
 	t.Helper()
 	pgOnce.Do(func() { pgServer, pgErr = testpg.Start() })
 	if pgErr != nil {
@@ -65,8 +65,14 @@ func TestMain(m *testing.M) {
 	if pgServer != nil {
 		_ = pgServer.Stop()
 	}
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
 	os.Exit(code)
 }
+
+// binDir holds the worker binary buildOnce built (removed after the tests).
+var binDir string
 
 // buildWorker compiles cmd/worker once per test binary.
 var buildOnce = sync.OnceValues(func() (string, error) {
@@ -78,6 +84,7 @@ var buildOnce = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	binDir = dir
 	bin := filepath.Join(dir, "worker")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/worker")
 	cmd.Dir = root

@@ -17,9 +17,11 @@ const (
 	metricParkFailures    = "sluice_worker_park_failures_total"
 	metricRateLimit       = "sluice_worker_rate_limit_records_per_second"
 	metricProducerResets  = "sluice_worker_producer_resets_total"
+	metricRebalances      = "sluice_worker_rebalances_total"
 	outcomeProcessed      = "processed"
 	outcomeRetried        = "retried"
 	outcomeDeadLettered   = "dead_lettered"
+	outcomeDuplicate      = "duplicate"
 	circuitClosed         = 0
 	circuitHalfOpen       = 1
 	circuitOpen           = 2
@@ -39,15 +41,16 @@ type metrics struct {
 	parkFailures   prometheus.Counter
 	rateLimit      prometheus.Gauge
 	producerResets prometheus.Counter
+	rebalances     *prometheus.CounterVec
 
-	processed, retried, deadLettered prometheus.Counter
+	processed, retried, deadLettered, duplicates prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, pipeline string) *metrics {
 	labels := prometheus.Labels{"pipeline": pipeline}
 	m := &metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricRecords, ConstLabels: labels,
-			Help: "Records handled, by outcome: processed (the sink acknowledged), retried (parked in a retry topic), dead_lettered."}, []string{"outcome"}),
+			Help: "Records handled, by outcome: processed (the sink acknowledged), retried (parked in a retry topic), dead_lettered, duplicate (ExactlyOnce: a copy of a record already written, not written again)."}, []string{"outcome"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricErrors, ConstLabels: labels,
 			Help: "Record failures by error class (transient, poison)."}, []string{"class"}),
 		processing: prometheus.NewHistogram(prometheus.HistogramOpts{Name: metricProcessing, ConstLabels: labels,
@@ -69,9 +72,12 @@ func newMetrics(reg prometheus.Registerer, pipeline string) *metrics {
 	}
 	m.producerResets = prometheus.NewCounter(prometheus.CounterOpts{Name: metricProducerResets, ConstLabels: labels,
 		Help: "Times the producer of parked copies was replaced after it stopped making progress."})
-	reg.MustRegister(m.records, m.errors, m.processing, m.endToEnd, m.circuit, m.inFlight, m.paused, m.commits, m.parkFailures, m.rateLimit, m.producerResets)
+	m.rebalances = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricRebalances, ConstLabels: labels,
+		Help: "Group rebalances this member took part in, by kind: assigned (partitions given), revoked (taken back cleanly), lost (session expired)."}, []string{"kind"})
+	reg.MustRegister(m.records, m.errors, m.processing, m.endToEnd, m.circuit, m.inFlight, m.paused, m.commits, m.parkFailures, m.rateLimit, m.producerResets, m.rebalances)
 	m.processed = m.records.WithLabelValues(outcomeProcessed)
 	m.retried = m.records.WithLabelValues(outcomeRetried)
 	m.deadLettered = m.records.WithLabelValues(outcomeDeadLettered)
+	m.duplicates = m.records.WithLabelValues(outcomeDuplicate)
 	return m
 }

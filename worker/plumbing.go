@@ -68,6 +68,7 @@ func openSink(ctx context.Context, cfg *workerconfig.Config, producer func() *kg
 		return sink.NewPostgres(ctx, sink.PostgresOptions{
 			DSN: strings.TrimSpace(string(dsn)), Table: s.Postgres.Table,
 			KeyColumn: s.Postgres.KeyColumn, PayloadColumn: s.Postgres.PayloadColumn,
+			ExactlyOnce: cfg.Delivery.Semantics == "ExactlyOnce",
 		})
 	case s.Kafka != nil:
 		return sink.NewKafka(producer, s.Kafka.Topic), nil

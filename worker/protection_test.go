@@ -164,6 +164,7 @@ func TestHealthReadinessAndMetricsEndpoints(t *testing.T) {
 	for _, want := range []string{
 		fmt.Sprintf(`%s{outcome="processed",pipeline="orders"} 3`, metricRecords),
 		metricEndToEnd + "_bucket", metricProcessing + "_count", metricCircuitState,
+		fmt.Sprintf(`%s{kind="assigned",pipeline="orders"} 1`, metricRebalances),
 		"sluice_worker_kafka_", // franz-go client metrics (kprom)
 	} {
 		if !strings.Contains(body, want) {

@@ -160,6 +160,30 @@ func (t *tracker) committable() map[string]map[int32]kgo.EpochOffset {
 	return out
 }
 
+// resumeAt sets a partition's commit point to offset, when that is further:
+// the partition resumes there (offsets stored outside Kafka), and Kafka's
+// commit is to catch up.
+func (t *tracker) resumeAt(p tp, offset int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if pt := t.part(p); offset > pt.commit {
+		pt.commit, pt.epoch = offset, -1
+	}
+}
+
+// uncommitted reports whether some partition's commit point moved past what
+// was last committed.
+func (t *tracker) uncommitted() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, pt := range t.parts {
+		if pt.commit >= 0 && pt.commit != pt.lastCommit {
+			return true
+		}
+	}
+	return false
+}
+
 // committed records that offsets were committed (after the broker said so).
 func (t *tracker) committed(offsets map[string]map[int32]kgo.EpochOffset) {
 	t.mu.Lock()

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluice-dev/sluice/worker/failure"
 	"github.com/sluice-dev/sluice/worker/sink"
@@ -74,12 +76,20 @@ func (w *Worker) consumeExactlyOnce(ctx context.Context, opts []kgo.Opt) error {
 		if err := sess.Begin(); err != nil {
 			return fmt.Errorf("begin transaction: %w", err)
 		}
-		failed := w.transformInTransaction(ctx, sess, recs, poisoned)
+		spans, outcomes := w.startTransformSpans(recs)
+		failed := w.transformInTransaction(ctx, sess, recs, poisoned, outcomes)
 		how := kgo.TryCommit
 		if failed != nil {
 			how = kgo.TryAbort
 		}
 		committed, err := sess.End(context.WithoutCancel(ctx), how)
+		for i := range spans {
+			if committed {
+				spans.end(i, outcomes[i], nil)
+			} else {
+				spans.end(i, outcomeDeferred, failed)
+			}
+		}
 		if err != nil {
 			// Not retryable (the transactional ID is fenced or failed): exit, and
 			// let Kubernetes restart the worker with a fresh session.
@@ -100,10 +110,28 @@ func (w *Worker) consumeExactlyOnce(ctx context.Context, opts []kgo.Opt) error {
 	return nil
 }
 
+// startTransformSpans starts a process span per record when tracing is on
+// (records' outputs and dead-letter copies get publish spans under them) and
+// returns the slots for the records' outcomes.
+func (w *Worker) startTransformSpans(recs []*kgo.Record) (processSpans, []string) {
+	outcomes := make([]string, len(recs))
+	if w.tracing == nil {
+		return nil, outcomes
+	}
+	spans := make(processSpans, len(recs))
+	for i, r := range recs {
+		var span trace.Span
+		r.Context, span = w.tracing.kotel.WithProcessSpan(r)
+		spans[i] = span
+	}
+	return spans, outcomes
+}
+
 // transformInTransaction produces each record's output (or dead-letter copy)
 // within the open transaction and waits for the broker's answers. It returns
-// the first failure, which aborts the transaction.
-func (w *Worker) transformInTransaction(ctx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, poisoned map[string]error) error {
+// the first failure, which aborts the transaction. outcomes[i] says where
+// record i went.
+func (w *Worker) transformInTransaction(ctx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record, poisoned map[string]error, outcomes []string) error {
 	var (
 		mu       sync.Mutex
 		firstErr error
@@ -118,7 +146,7 @@ func (w *Worker) transformInTransaction(ctx context.Context, sess *kgo.GroupTran
 		}
 		mu.Unlock()
 	}
-	for _, r := range recs {
+	for i, r := range recs {
 		id := r.Topic + "/" + strconv.FormatInt(int64(r.Partition), 10) + "/" + strconv.FormatInt(r.Offset, 10)
 		info, err := decodeFailureInfo(r)
 		if err == nil {
@@ -132,9 +160,16 @@ func (w *Worker) transformInTransaction(ctx context.Context, sess *kgo.GroupTran
 			w.metrics.errors.WithLabelValues(string(failure.ClassPoison)).Inc()
 			out = failedCopy(r, info, w.cfg.Delivery.DeadLetterTopic, string(failure.ClassPoison), err, now, time.Time{})
 			deadLettered++
+			outcomes[i] = outcomeDeadLettered
 		} else {
 			out = &kgo.Record{Topic: w.cfg.Sink.Kafka.Topic, Key: r.Key, Value: r.Value, Headers: r.Headers}
 			processed++
+			outcomes[i] = outcomeProcessed
+		}
+		if w.tracing != nil {
+			// The publish span is a child of the process span, and it rewrites
+			// the trace headers, so they must not be the source record's.
+			out.Context, out.Headers = r.Context, slices.Clone(out.Headers)
 		}
 		wg.Add(1)
 		sess.Produce(ctx, out, func(_ *kgo.Record, err error) {

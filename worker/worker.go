@@ -76,6 +76,8 @@ type Worker struct {
 	attempts map[string]int // retry topic → attempts before it
 
 	client   *kgo.Client                // consumer (and commits)
+	txSink   sink.Transactional         // the sink holding the offsets (ExactlyOnce postgres), else nil
+	tracing  *tracing                   // nil when tracing is off
 	producer atomic.Pointer[kgo.Client] // parked copies and the kafka sink; replaced when stuck
 	// parkFailStreak counts consecutive failed parks; a streak means the
 	// producer may be wedged and is replaced.
@@ -90,6 +92,7 @@ type Worker struct {
 	mu          sync.Mutex
 	openUntil   time.Time        // when the open circuit lets a trial call through
 	pausedUntil map[tp]time.Time // partitions paused, and until when
+	fencedAt    map[tp]int64     // partitions whose stored offset is past this worker's position
 }
 
 // New validates the config and prepares a worker; Run starts it.
@@ -124,6 +127,7 @@ func New(o Options) (*Worker, error) {
 		attempts:    map[string]int{},
 		tracker:     newTracker(),
 		pausedUntil: map[tp]time.Time{},
+		fencedAt:    map[tp]int64{},
 	}
 	for i, t := range cfg.Delivery.RetryTopics {
 		w.attempts[t] = i + 1
@@ -181,12 +185,34 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	c := w.cfg.RateLimit
 	w.limiter = newLimiter(w.now(), c.WarmupDuration.Duration, c.WarmupRecordsPerSecond, c.RecordsPerSecond)
+	var err error
+	if w.tracing, err = w.newTracing(ctx); err != nil {
+		return err
+	}
+	defer w.tracing.shutdown(w) // after the clients closed: their last spans are flushed too
 	if w.exactlyOnce() {
 		opts, err := w.groupOpts([]string{w.cfg.Source.Topic})
 		if err != nil {
 			return err
 		}
 		return w.consumeExactlyOnce(ctx, opts)
+	}
+
+	// The sink opens first: with offsets stored in its database, the consumer
+	// needs it to know where to start. (The kafka sink reads the producer only
+	// when it writes.)
+	if w.snk = w.opts.Sink; w.snk == nil {
+		if w.snk, err = openSink(ctx, w.cfg, w.producer.Load); err != nil {
+			return err
+		}
+	}
+	defer func() { _ = w.snk.Close() }()
+	w.sinkRef.Store(&w.snk)
+	if w.offsetsInDB() {
+		var ok bool
+		if w.txSink, ok = w.snk.(sink.Transactional); !ok {
+			return fmt.Errorf("ExactlyOnce with the postgres sink needs a sink that stores offsets (sink.Transactional); %T doesn't", w.snk)
+		}
 	}
 
 	opts, err := w.clientOpts()
@@ -203,14 +229,6 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.producer.Store(producer)
 	defer func() { w.producer.Load().Close() }()
-
-	if w.snk = w.opts.Sink; w.snk == nil {
-		if w.snk, err = openSink(ctx, w.cfg, w.producer.Load); err != nil {
-			return err
-		}
-	}
-	defer func() { _ = w.snk.Close() }()
-	w.sinkRef.Store(&w.snk)
 	return w.consume(ctx)
 }
 
@@ -241,11 +259,18 @@ func (w *Worker) clientOpts() ([]kgo.Opt, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(opts,
+	opts = append(opts,
 		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsRevoked(w.onRevoked),
 		kgo.OnPartitionsLost(w.onLost),
-	), nil
+	)
+	if w.offsetsInDB() {
+		// Newly assigned partitions start where the database says, not where
+		// Kafka's commit does. kgo calls this after fetching the commits and
+		// before consuming the partitions, within the group session.
+		opts = append(opts, kgo.AdjustFetchOffsetsFn(w.offsetsFromDB))
+	}
+	return opts, nil
 }
 
 // groupOpts are the group consumer's options shared by both delivery modes.
@@ -280,10 +305,14 @@ func (w *Worker) groupOpts(topics []string) ([]kgo.Opt, error) {
 		// backlog); the worker takes maxPollRecords at a time anyway.
 		kgo.FetchMaxBytes(fetchMaxBytes),
 		kgo.FetchMaxPartitionBytes(fetchMaxPartitionBytes),
-		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { w.joined.Store(true) }),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
+			w.joined.Store(true)
+			w.metrics.rebalances.WithLabelValues("assigned").Inc()
+		}),
 		kgo.WithHooks(kp),
 		kgo.WithLogger(newKgoLogger(w.log)),
 	)
+	opts = append(opts, w.tracing.kafkaOpts()...)
 	if id := clientID(); id != "" {
 		opts = append(opts, kgo.ClientID(id))
 	}
@@ -312,6 +341,7 @@ func (w *Worker) newProducer() (*kgo.Client, error) {
 		kgo.ProducerLinger(time.Millisecond),
 		kgo.WithLogger(newKgoLogger(w.log.With("client", "producer"))),
 	)
+	opts = append(opts, w.tracing.kafkaOpts()...)
 	if id := clientID(); id != "" {
 		opts = append(opts, kgo.ClientID(id+"-producer"))
 	}
@@ -400,8 +430,12 @@ func (w *Worker) consume(ctx context.Context) error {
 			}
 			w.tracker.start(p.Records)
 			w.metrics.inFlight.Add(float64(len(p.Records)))
+			process := w.processPartition
+			if w.txSink != nil {
+				process = w.processPartitionTx
+			}
 			wg.Go(func() {
-				if until := w.processPartition(ctx, procCtx, p.Records); !until.IsZero() {
+				if until := process(ctx, procCtx, p.Records); !until.IsZero() {
 					pauseMu.Lock()
 					pauses[tp{p.Topic, p.Partition}] = until
 					pauseMu.Unlock()
@@ -415,12 +449,20 @@ func (w *Worker) consume(ctx context.Context) error {
 	return w.shutdown(procCtx)
 }
 
+// commitRetryInterval is how soon an idle worker tries again to commit offsets
+// that it couldn't commit (or that it must catch up) when no record comes.
+const commitRetryInterval = time.Second
+
 // pollContext bounds a poll by the next moment a paused partition is due, so a
-// due retry is not kept waiting for new data elsewhere.
+// due retry is not kept waiting for new data elsewhere, and by the commit retry
+// interval while finished offsets aren't committed.
 func (w *Worker) pollContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	var next time.Time
+	if w.tracker.uncommitted() {
+		next = w.now().Add(commitRetryInterval)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var next time.Time
 	for _, until := range w.pausedUntil {
 		if next.IsZero() || until.Before(next) {
 			next = until
@@ -437,6 +479,13 @@ type message struct {
 	rec  *kgo.Record
 	info failureInfo
 	sink sink.Record
+}
+
+func newMessage(r *kgo.Record, info failureInfo, key string) message {
+	return message{rec: r, info: info, sink: sink.Record{
+		IdempotencyKey: key, Rec: r, OriginalTimestamp: info.origin.timestamp,
+		Origin: sink.Origin{Topic: info.origin.topic, Partition: info.origin.partition, Offset: info.origin.offset},
+	}}
 }
 
 // processPartition handles one partition's records in order and returns when the
@@ -457,7 +506,7 @@ func (w *Worker) processPartition(stopCtx, procCtx context.Context, recs []*kgo.
 			r := recs[i]
 			info, err := decodeFailureInfo(r)
 			if err != nil {
-				w.park(r, failureInfo{origin: origin{r.Topic, r.Partition, r.Offset, r.Timestamp}}, failure.Poison(err), now)
+				w.parkAlone(&msgs[i], r, failureInfo{origin: origin{r.Topic, r.Partition, r.Offset, r.Timestamp}}, failure.Poison(err), now)
 				continue
 			}
 			if info.attempt == 0 && w.attempts[r.Topic] > 0 {
@@ -469,11 +518,11 @@ func (w *Worker) processPartition(stopCtx, procCtx context.Context, recs []*kgo.
 			}
 			key, err := idempotencyKey(w.cfg.IdempotencyKey, r, info.origin)
 			if err != nil {
-				w.park(r, info, err, now)
+				w.parkAlone(&msgs[i], r, info, err, now)
 				continue
 			}
 			m := &msgs[i]
-			*m = message{rec: r, info: info, sink: sink.Record{IdempotencyKey: key, Rec: r, OriginalTimestamp: info.origin.timestamp}}
+			*m = newMessage(r, info, key)
 			chunk = append(chunk, m)
 		}
 		if len(chunk) > 0 {
@@ -488,11 +537,19 @@ func (w *Worker) processPartition(stopCtx, procCtx context.Context, recs []*kgo.
 	return time.Time{}
 }
 
-// deliver passes one chunk through rate limit, breaker and sink, and routes the
-// results. It returns false (and a pause time) when the chunk was not delivered.
-func (w *Worker) deliver(ctx context.Context, chunk []*message) (time.Time, bool) {
-	if err := w.limiter.wait(ctx, len(chunk), w.now()); err != nil {
-		return time.Time{}, false
+// sinkCall is one admitted call to the sink: report tells the breaker how it
+// went; probe says whether it is the half-open circuit's trial call.
+type sinkCall struct {
+	report func(error)
+	probe  bool
+}
+
+// admit passes n records through the rate limit and the circuit breaker. When
+// the call may not go ahead it returns false and when to try again (zero:
+// shutting down).
+func (w *Worker) admit(ctx context.Context, n int) (sinkCall, time.Time, bool) {
+	if err := w.limiter.wait(ctx, n, w.now()); err != nil {
+		return sinkCall{}, time.Time{}, false
 	}
 	w.metrics.rateLimit.Set(float64(w.limiter.bucket.Limit()))
 	report, err := w.breaker.Allow()
@@ -505,10 +562,43 @@ func (w *Worker) deliver(ctx context.Context, chunk []*message) (time.Time, bool
 		if now := w.now(); !until.After(now) {
 			until = now.Add(min(w.cfg.CircuitBreaker.OpenDuration.Duration, 500*time.Millisecond))
 		}
+		return sinkCall{}, until, false
+	}
+	return sinkCall{report: report, probe: w.breaker.State() == gobreaker.StateHalfOpen}, time.Time{}, true
+}
+
+// failedProbe reports a call in which transient of n records failed
+// transiently. A failed trial call is backpressure like the open circuit it
+// reopens: its records are read again later (after the returned time), not
+// walked through the retry topics.
+func (w *Worker) failedProbe(c sinkCall, transient, n int) (time.Time, bool) {
+	if !c.probe || transient != n {
+		return time.Time{}, false
+	}
+	c.report(errSinkFailing)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.openUntil, true
+}
+
+// done reports a call to the breaker: it fails when every record in it failed
+// transiently (the downstream is sick); poison pills are the records' fault.
+func (c sinkCall) done(transient, n int) {
+	if transient == n {
+		c.report(errSinkFailing)
+	} else {
+		c.report(nil)
+	}
+}
+
+// deliver passes one chunk through rate limit, breaker and sink, and routes the
+// results. It returns false (and a pause time) when the chunk was not delivered.
+func (w *Worker) deliver(ctx context.Context, chunk []*message) (time.Time, bool) {
+	call, until, ok := w.admit(ctx, len(chunk))
+	if !ok {
 		return until, false
 	}
-
-	probe := w.breaker.State() == gobreaker.StateHalfOpen
+	spans := w.startProcessSpans(chunk)
 	recs := make([]*sink.Record, len(chunk))
 	for i, m := range chunk {
 		recs[i] = &m.sink
@@ -523,13 +613,8 @@ func (w *Worker) deliver(ctx context.Context, chunk []*message) (time.Time, bool
 			transient++
 		}
 	}
-	if probe && transient == len(chunk) {
-		// A failed trial call is backpressure like the open circuit it reopens:
-		// its records are read again later, not walked through the retry topics.
-		report(errSinkFailing)
-		w.mu.Lock()
-		until := w.openUntil
-		w.mu.Unlock()
+	if until, failed := w.failedProbe(call, transient, len(chunk)); failed {
+		spans.endAll(outcomeDeferred, errSinkFailing)
 		return until, false
 	}
 	now := w.now()
@@ -541,19 +626,14 @@ func (w *Worker) deliver(ctx context.Context, chunk []*message) (time.Time, bool
 			if !m.info.origin.timestamp.IsZero() {
 				w.metrics.endToEnd.Observe(now.Sub(m.info.origin.timestamp).Seconds())
 			}
+			spans.end(i, outcomeProcessed, nil)
 			continue
 		}
-		w.park(m.rec, m.info, err, now)
+		spans.end(i, routeOutcome(w.park(m.rec, m.info, err, now, m.sink.Trace)), err)
 	}
 	w.metrics.processed.Add(float64(len(acked)))
 	w.metrics.inFlight.Sub(float64(w.tracker.doneAll(acked)))
-	// The breaker counts sink calls: a call fails when every record in it failed
-	// transiently (the downstream is sick); poison pills are the records' fault.
-	if transient == len(chunk) {
-		report(errSinkFailing)
-	} else {
-		report(nil)
-	}
+	call.done(transient, len(chunk))
 	return time.Time{}, true
 }
 
@@ -581,14 +661,24 @@ func (w *Worker) write(ctx context.Context, recs []*sink.Record) (errs []error) 
 	return errs
 }
 
+// parkAlone parks a record that fails before it reaches the sink (it can't be
+// decoded, it has no idempotency key), with a process span of its own.
+func (w *Worker) parkAlone(m *message, r *kgo.Record, info failureInfo, cause error, now time.Time) {
+	*m = message{rec: r, info: info}
+	spans := w.startProcessSpans([]*message{m})
+	spans.end(0, routeOutcome(w.park(r, info, cause, now, m.sink.Trace)), cause)
+}
+
 // park writes a failed record's copy to its next retry topic or to the
 // dead-letter topic; the record is finished only when the broker acknowledged
-// the copy (acks=all, idempotent producer).
-func (w *Worker) park(r *kgo.Record, info failureInfo, cause error, now time.Time) {
+// the copy (acks=all, idempotent producer). trace is the record's process span
+// context (nil when tracing is off): the copy's publish span is its child.
+func (w *Worker) park(r *kgo.Record, info failureInfo, cause error, now time.Time, trace context.Context) routeKind {
 	class := failure.ClassOf(cause)
 	w.metrics.errors.WithLabelValues(string(class)).Inc()
 	rt := decideRoute(cause, info.attempt, w.cfg.Delivery.RetryTopics, w.cfg.Delivery.DeadLetterTopic, w.backoff, now)
 	out := failedCopy(r, info, rt.topic, string(class), cause, now, rt.dueAt)
+	out.Context = trace
 	w.producer.Load().Produce(context.WithoutCancel(context.Background()), out, func(_ *kgo.Record, err error) {
 		if err != nil {
 			w.parkFailStreak.Add(1)
@@ -604,6 +694,7 @@ func (w *Worker) park(r *kgo.Record, info failureInfo, cause error, now time.Tim
 		}
 		w.finish(r)
 	})
+	return rt.kind
 }
 
 func (w *Worker) finish(r *kgo.Record) {
@@ -631,6 +722,15 @@ func (w *Worker) settle(ctx context.Context, pauses map[tp]time.Time) {
 	}
 	now := w.now()
 	rewind := map[string]map[int32]kgo.EpochOffset{}
+	for p, stored := range w.takeFenced() {
+		// Another consumer stored offsets past this worker's position: resume
+		// there (if the partition is still ours; a zombie loses it soon).
+		w.metrics.inFlight.Sub(float64(w.tracker.forgetUnfinished(p)))
+		if rewind[p.topic] == nil {
+			rewind[p.topic] = map[int32]kgo.EpochOffset{}
+		}
+		rewind[p.topic][p.partition] = kgo.EpochOffset{Epoch: -1, Offset: stored}
+	}
 	for p, offset := range w.tracker.firstUnfinished() {
 		if rewind[p.topic] == nil {
 			rewind[p.topic] = map[int32]kgo.EpochOffset{}
@@ -718,6 +818,7 @@ func (w *Worker) resumeDue() {
 // onRevoked commits what is finished in the partitions being taken away, before
 // they go: the next owner starts exactly after it.
 func (w *Worker) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	w.metrics.rebalances.WithLabelValues("revoked").Inc()
 	if offsets := w.tracker.committableFor(revoked); len(offsets) > 0 {
 		w.commit(ctx, offsets)
 	}
@@ -727,6 +828,7 @@ func (w *Worker) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[stri
 // onLost forgets partitions lost without a chance to commit (session expired);
 // their next owner re-reads from the last commit.
 func (w *Worker) onLost(_ context.Context, cl *kgo.Client, lost map[string][]int32) {
+	w.metrics.rebalances.WithLabelValues("lost").Inc()
 	w.forget(cl, lost)
 }
 
@@ -736,6 +838,7 @@ func (w *Worker) forget(cl *kgo.Client, parts map[string][]int32) {
 	for topic, ps := range parts {
 		for _, p := range ps {
 			delete(w.pausedUntil, tp{topic, p})
+			delete(w.fencedAt, tp{topic, p})
 		}
 	}
 	w.metrics.paused.Set(float64(len(w.pausedUntil)))

@@ -9,12 +9,21 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/sluice-dev/sluice/worker/failure"
 )
 
 // HeaderIdempotencyKey carries the record's idempotency key on every request, so
 // the service can make a redelivery a no-op (the IETF draft's header name).
 const HeaderIdempotencyKey = "Idempotency-Key"
+
+// forwardedHeaders are record headers passed on as HTTP headers: trace context
+// and content type. With tracing on, the trace context is the process span's.
+var forwardedHeaders = map[string]string{
+	"traceparent": "Traceparent", "tracestate": "Tracestate", "baggage": "Baggage",
+	"content-type": "Content-Type",
+}
 
 // HTTP POSTs each record's value to a URL. 2xx is success; 408, 429, 5xx, timeouts
 // and connection errors are transient; any other status is a poison pill (the
@@ -36,13 +45,6 @@ func NewHTTP(url string, timeout time.Duration) *HTTP {
 			IdleConnTimeout:     90 * time.Second,
 		}},
 	}
-}
-
-// forwardedHeaders are record headers passed on as HTTP headers: trace context
-// and content type.
-var forwardedHeaders = map[string]string{
-	"traceparent": "Traceparent", "tracestate": "Tracestate", "baggage": "Baggage",
-	"content-type": "Content-Type",
 }
 
 // Write implements Sink; records are sent one by one, in order.
@@ -67,6 +69,11 @@ func (h *HTTP) post(ctx context.Context, r *Record) error {
 		if name, ok := forwardedHeaders[kv.Key]; ok {
 			req.Header.Set(name, string(kv.Value))
 		}
+	}
+	if r.Trace != nil {
+		// Tracing is on: the service's spans become children of the record's
+		// process span (same trace, the process span as parent).
+		TracePropagator.Inject(r.Trace, propagation.HeaderCarrier(req.Header))
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {

@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -36,6 +37,11 @@ func (k *Kafka) Write(ctx context.Context, recs []*Record) []error {
 	allDone := make(chan struct{})
 	for i, r := range recs {
 		out := &kgo.Record{Topic: k.topic, Key: r.Rec.Key, Value: r.Rec.Value, Headers: r.Rec.Headers}
+		if r.Trace != nil {
+			// Tracing: the publish span is a child of the process span, and it
+			// rewrites the trace headers, so they must not be the source's.
+			out.Context, out.Headers = r.Trace, slices.Clone(r.Rec.Headers)
+		}
 		k.client().Produce(ctx, out, func(_ *kgo.Record, err error) {
 			mu.Lock()
 			defer mu.Unlock()

@@ -22,11 +22,18 @@ type Postgres struct {
 	pool   *pgxpool.Pool
 	insert string
 	bytea  bool
+	// tx holds the statements of ExactlyOnce delivery (nil otherwise).
+	tx *txStatements
 }
 
 // PostgresOptions name the table and columns.
 type PostgresOptions struct {
 	DSN, Table, KeyColumn, PayloadColumn string
+	// ExactlyOnce stores the consumer's offsets in the database, in the
+	// transaction that writes the rows (see Apply); the key column then needs
+	// no unique constraint. Without it, the key column must have one: ON
+	// CONFLICT (key) DO NOTHING is what makes a redelivery a no-op.
+	ExactlyOnce bool
 }
 
 // NewPostgres connects and prepares the insert for the table's payload column type
@@ -47,16 +54,44 @@ func NewPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres sink: read column type of %s.%s: %w", o.Table, o.PayloadColumn, err)
 	}
-	table := pgx.Identifier(strings.Split(o.Table, ".")).Sanitize()
+	var unique bool
+	if err := pool.QueryRow(ctx, uniqueKeySQL, o.Table, o.KeyColumn).Scan(&unique); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres sink: look for a unique index on %s.%s: %w", o.Table, o.KeyColumn, err)
+	}
+	if !unique && !o.ExactlyOnce {
+		pool.Close()
+		return nil, fmt.Errorf("postgres sink: column %q of %q has no unique index: AtLeastOnce delivery needs one "+
+			"(INSERT ... ON CONFLICT (%s) DO NOTHING is what makes a redelivered record a no-op); add one, or use ExactlyOnce",
+			o.KeyColumn, o.Table, o.KeyColumn)
+	}
+	path := strings.Split(o.Table, ".")
+	table := pgx.Identifier(path).Sanitize()
 	key := pgx.Identifier{o.KeyColumn}.Sanitize()
 	payload := pgx.Identifier{o.PayloadColumn}.Sanitize()
-	return &Postgres{
+	onConflict := ""
+	if unique {
+		onConflict = fmt.Sprintf("ON CONFLICT (%s) DO NOTHING", key)
+	}
+	p := &Postgres{
 		pool:  pool,
 		bytea: typ == "bytea",
-		insert: fmt.Sprintf(`INSERT INTO %s (%s, %s) SELECT k, v FROM unnest($1::text[], $2::%s[]) AS u(k, v) ON CONFLICT (%s) DO NOTHING`,
-			table, key, payload, typ, key),
-	}, nil
+		insert: fmt.Sprintf(`INSERT INTO %s (%s, %s) SELECT k, v FROM unnest($1::text[], $2::%s[]) AS u(k, v) %s`,
+			table, key, payload, typ, onConflict),
+	}
+	if o.ExactlyOnce {
+		if p.tx, err = prepareExactlyOnce(ctx, pool, path[:len(path)-1], table, key, payload, typ, onConflict); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	return p, nil
 }
+
+// uniqueKeySQL tells whether a column has a unique index of its own (what ON
+// CONFLICT (column) needs).
+const uniqueKeySQL = `SELECT EXISTS (SELECT FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+	WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname = $2)`
 
 func (p *Postgres) args(recs []*Record) (keys []string, payload any) {
 	keys = make([]string, len(recs))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // Record is what a sink sees: the source record plus the idempotency key that
@@ -21,6 +22,23 @@ type Record struct {
 	Rec *kgo.Record
 	// OriginalTimestamp is the source record's timestamp (end-to-end latency).
 	OriginalTimestamp time.Time
+	// Origin locates the record in the source topic; retried copies keep it.
+	// Exactly-once sinks use it to recognise copies of one record.
+	Origin Origin
+	// Trace is the context of the record's process span when tracing is on
+	// (nil otherwise): sinks propagate it downstream.
+	Trace context.Context
+}
+
+// TracePropagator encodes trace context in W3C headers (traceparent,
+// tracestate, baggage): in record headers, in HTTP requests.
+var TracePropagator propagation.TextMapPropagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+
+// Origin is a record's place in the source topic.
+type Origin struct {
+	Topic     string
+	Partition int32
+	Offset    int64
 }
 
 // Sink delivers records.

@@ -1,0 +1,332 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-dev/sluice/internal/workerconfig"
+	"github.com/sluice-dev/sluice/worker/sink"
+)
+
+// eventsDB gives a test a database with table events(id text, payload jsonb)
+// WITHOUT a unique constraint on id, so a record written twice is two rows:
+// the exactly-once tests don't lean on ON CONFLICT for their proof. A record
+// whose payload names a sequence in "flaky" fails transiently (SQLSTATE 40001,
+// which fails its whole batch) on its first two inserts; the test creates the
+// sequences. It returns the DSN, its file and a connection.
+func eventsDB(t *testing.T) (string, string, *pgx.Conn) {
+	t.Helper()
+	dsn, conn := postgresDB(t)
+	if _, err := conn.Exec(context.Background(), `
+		CREATE TABLE events (id text NOT NULL, payload jsonb NOT NULL);
+		CREATE FUNCTION flaky() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.payload ? 'flaky' AND nextval(NEW.payload->>'flaky') <= 2 THEN
+				RAISE EXCEPTION 'record % is flaky', NEW.id USING ERRCODE = '40001';
+			END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER flaky BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION flaky();`); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "dsn")
+	if err := os.WriteFile(file, []byte(dsn), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dsn, file, conn
+}
+
+func exactlyOncePostgres(cfg *workerconfig.Config, dsnFile string) *workerconfig.Config {
+	cfg.Delivery.Semantics = "ExactlyOnce"
+	cfg.IdempotencyKey = &workerconfig.IdempotencyKey{JSONField: "id"}
+	cfg.Sink = workerconfig.Sink{Postgres: &workerconfig.PostgresSink{DSNFile: dsnFile, Table: "events", KeyColumn: "id", PayloadColumn: "payload"}}
+	return cfg
+}
+
+// eventCounts is how many rows each id has, with their total and sum of n.
+type eventCounts struct {
+	perID     map[string]int
+	rows, sum int64
+}
+
+func countEvents(t *testing.T, conn *pgx.Conn) eventCounts {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), "SELECT id, count(*), sum((payload->>'n')::bigint) FROM events GROUP BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := eventCounts{perID: map[string]int{}}
+	var id string
+	var n, sum int64
+	if _, err := pgx.ForEachRow(rows, []any{&id, &n, &sum}, func() error {
+		c.perID[id] = int(n)
+		c.rows += n
+		c.sum += sum
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// lowestOffsetSink is the real postgres sink, noting the lowest source offset
+// it was asked to write per partition.
+type lowestOffsetSink struct {
+	*sink.Postgres
+	mu     sync.Mutex
+	lowest map[int32]int64
+}
+
+func (s *lowestOffsetSink) Apply(ctx context.Context, group string, recs []*sink.Record) sink.ApplyResult {
+	s.mu.Lock()
+	if r := recs[0].Rec; r.Topic == "orders" {
+		if low, ok := s.lowest[r.Partition]; !ok || r.Offset < low {
+			s.lowest[r.Partition] = r.Offset
+		}
+	}
+	s.mu.Unlock()
+	return s.Postgres.Apply(ctx, group, recs)
+}
+
+func TestExactlyOncePostgresResumesFromTheDatabaseNotFromKafka(t *testing.T) {
+	ctx := context.Background()
+	b := newBroker(t)
+	b.createTopics(2, allTopics...)
+	dsn, dsnFile, conn := eventsDB(t)
+	cfg := exactlyOncePostgres(testConfig(b.seeds), dsnFile)
+	value := func(i int, r *kgo.Record) { r.Value = fmt.Appendf(nil, `{"id":"r-%d","n":%d}`, i, i) }
+	b.produce("orders", 0, 100, value)
+
+	first := startWorker(t, cfg, nil)
+	eventually(t, 20*time.Second, "100 rows and the Kafka commit", func() bool {
+		return countEvents(t, conn).rows == 100 && sumCommitted(b.committed("test.orders"), "orders") == 100
+	})
+	first.stop(t)
+
+	// Kafka's commit goes back to 0 (lost, or an operator reset the group);
+	// the database still says 100.
+	resp, err := b.admin.CommitOffsets(ctx, "test.orders", kadm.Offsets{"orders": {
+		0: {Topic: "orders", Partition: 0, At: 0, LeaderEpoch: -1},
+		1: {Topic: "orders", Partition: 1, At: 0, LeaderEpoch: -1},
+	}})
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends, err := b.admin.ListEndOffsets(ctx, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.produce("orders", 100, 150, value)
+
+	pgSink, err := sink.NewPostgres(ctx, sink.PostgresOptions{DSN: dsn, Table: "events", KeyColumn: "id", PayloadColumn: "payload", ExactlyOnce: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watched := &lowestOffsetSink{Postgres: pgSink, lowest: map[int32]int64{}}
+	second := startWorker(t, cfg, watched)
+	eventually(t, 20*time.Second, "150 rows and the Kafka commit caught up", func() bool {
+		return countEvents(t, conn).rows >= 150 && sumCommitted(b.committed("test.orders"), "orders") == 150
+	})
+	second.stop(t)
+
+	got := countEvents(t, conn)
+	for i := range 150 {
+		if n := got.perID[fmt.Sprintf("r-%d", i)]; n != 1 {
+			t.Errorf("r-%d written %d times, want once", i, n)
+		}
+	}
+	if got.rows != 150 {
+		t.Errorf("%d rows, want 150", got.rows)
+	}
+	// The restarted worker started where the database said, not at Kafka's 0.
+	ends.Each(func(o kadm.ListedOffset) {
+		if low, ok := watched.lowest[o.Partition]; ok && low < o.Offset {
+			t.Errorf("orders[%d]: the restarted worker wrote from offset %d, below the stored %d", o.Partition, low, o.Offset)
+		}
+	})
+	rows, err := conn.Query(ctx, "SELECT partition, next_offset FROM sluice_offsets WHERE consumer_group = 'test.orders' AND topic = 'orders'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var storedSum, p, next int64
+	if _, err := pgx.ForEachRow(rows, []any{&p, &next}, func() error { storedSum += next; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if storedSum != 150 {
+		t.Errorf("stored offsets of orders sum to %d, want 150", storedSum)
+	}
+}
+
+func TestExactlyOncePostgresParksFailuresBeforeMovingTheOffset(t *testing.T) {
+	ctx := context.Background()
+	b := newBroker(t)
+	b.createTopics(1, allTopics...)
+	_, dsnFile, conn := eventsDB(t)
+	if _, err := conn.Exec(ctx, "CREATE SEQUENCE flaky_3"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := exactlyOncePostgres(testConfig(b.seeds), dsnFile)
+	// Record 3 fails transiently twice (its batch with it), record 6 is not
+	// JSON: 3 goes through two retry topics, 6 to the dead-letter topic.
+	b.produce("orders", 0, 10, func(i int, r *kgo.Record) {
+		switch i {
+		case 3:
+			r.Value = []byte(`{"id":"r-3","n":3,"flaky":"flaky_3"}`)
+		case 6:
+			r.Value = []byte("poison-6")
+		default:
+			r.Value = fmt.Appendf(nil, `{"id":"r-%d","n":%d}`, i, i)
+		}
+	})
+	w := startWorker(t, cfg, nil)
+	eventually(t, 30*time.Second, "9 rows and the pill in the DLQ", func() bool {
+		return countEvents(t, conn).rows >= 9 && len(b.readAll("orders.dlq")) >= 1
+	})
+	eventually(t, 10*time.Second, "Kafka commits caught up", func() bool {
+		c := b.committed("test.orders")
+		return sumCommitted(c, "orders") == 10 && sumCommitted(c, "orders.retry.2") > 0
+	})
+	if n := counterValue(t, w.w, metricRecords, "outcome", outcomeRetried); n < 2 {
+		t.Errorf("retried = %v, want at least 2 (record 3 at the source and in retry 1)", n)
+	}
+	w.stop(t)
+
+	got := countEvents(t, conn)
+	for i := range 10 {
+		want := 1
+		if i == 6 {
+			want = 0
+		}
+		if n := got.perID[fmt.Sprintf("r-%d", i)]; n != want {
+			t.Errorf("r-%d written %d times, want %d", i, n, want)
+		}
+	}
+	if dlq := b.readAll("orders.dlq"); len(dlq) != 1 || string(dlq[0].Value) != "poison-6" {
+		t.Errorf("DLQ = %d records, want poison-6 once", len(dlq))
+	}
+	var pending int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM sluice_retries WHERE NOT done").Scan(&pending); err != nil || pending != 0 {
+		t.Errorf("%d retry markers not done (%v), want 0", pending, err)
+	}
+}
+
+// TestExactlyOncePostgresSurvivesCrashes SIGKILLs the worker binary while it
+// writes records into a table WITHOUT a unique key, with offsets stored in
+// PostgreSQL, flaky records walking the retry topics, poison pills and broker
+// faults in between: afterwards every good record is a row exactly once and
+// every pill is in the dead-letter topic.
+func TestExactlyOncePostgresSurvivesCrashes(t *testing.T) {
+	ctx := context.Background()
+	b := newBroker(t)
+	b.createTopics(4, allTopics...)
+	_, dsnFile, conn := eventsDB(t)
+	cfg := exactlyOncePostgres(crashConfig(t, b.seeds), dsnFile)
+	proc := newWorkerProcess(t, cfg)
+
+	const total, poisonEvery, flakyEvery, kills = 20_000, 1000, 2500, 10
+	wantRows, wantSum := 0, int64(0)
+	for i := range total {
+		if i%poisonEvery != poisonEvery-1 {
+			wantRows++
+			wantSum += int64(i)
+		}
+		if i%flakyEvery == flakyEvery/2 {
+			if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE SEQUENCE flaky_%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	value := func(i int) []byte {
+		if i%flakyEvery == flakyEvery/2 {
+			return fmt.Appendf(nil, `{"id":"r-%d","n":%d,"flaky":"flaky_%d"}`, i, i, i)
+		}
+		return poisonOr(i, poisonEvery, fmt.Sprintf(`{"id":"r-%d","n":%d}`, i, i))
+	}
+	produced := produceInBackground(b, total, 1000, 50*time.Millisecond, value)
+	faults := []func(){
+		func() {
+			b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "orders.dlq", Err: kerr.NotEnoughReplicas, Count: 3})
+		},
+		func() {
+			b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "orders.retry.1", Err: kerr.NotEnoughReplicas, Count: 3})
+		},
+		func() {
+			b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.CoordinatorLoadInProgress, Count: 5})
+		},
+		func() {
+			b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: "orders", Err: kerr.NotLeaderForPartition, Count: 10})
+		},
+	}
+	proc.crashLoop(kills, 300*time.Millisecond, 1200*time.Millisecond, func(i int) { faults[i%len(faults)]() })
+	<-produced
+
+	final := proc.start()
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		got := countEvents(t, conn)
+		if len(got.perID) >= wantRows && len(poisonInDLQ(b)) >= total/poisonEvery &&
+			sumCommitted(b.committed("test.orders"), "orders") == total {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = final.Process.Signal(syscall.SIGQUIT) // the Go runtime dumps every goroutine
+			_ = final.Wait()
+			kept := filepath.Join(os.TempDir(), fmt.Sprintf("sluice-crash-%d.log", time.Now().UnixNano()))
+			_ = os.WriteFile(kept, proc.log(), 0o644)
+			t.Fatalf("after %d kills: %d of %d records written, %d of %d pills dead-lettered, Kafka commits %v in 120s; full worker log: %s",
+				kills, len(got.perID), wantRows, len(poisonInDLQ(b)), total/poisonEvery, b.committed("test.orders"), kept)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	waitHealthy(t, cfg.Server.Port)
+	metrics := scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", cfg.Server.Port))
+	_ = final.Process.Signal(syscall.SIGTERM)
+	if err := final.Wait(); err != nil {
+		t.Errorf("the worker did not exit cleanly on SIGTERM: %v\n%s", err, tail(proc.log(), 3000))
+	}
+
+	got := countEvents(t, conn)
+	for i := range total {
+		want := 1
+		if i%poisonEvery == poisonEvery-1 {
+			want = 0
+		}
+		if n := got.perID[fmt.Sprintf("r-%d", i)]; n != want {
+			t.Errorf("r-%d written %d times, want %d", i, n, want)
+		}
+	}
+	if got.rows != int64(wantRows) || got.sum != wantSum {
+		t.Errorf("%d rows (sum %d), want %d (sum %d): every good record exactly once", got.rows, got.sum, wantRows, wantSum)
+	}
+	dlq := poisonInDLQ(b)
+	for i := poisonEvery - 1; i < total; i += poisonEvery {
+		if !dlq[fmt.Sprintf("poison-%d", i)] {
+			t.Errorf("poison pill %d is not in the dead-letter topic", i)
+		}
+	}
+	var retried, pending int
+	if err := conn.QueryRow(ctx, "SELECT count(*), count(*) FILTER (WHERE NOT done) FROM sluice_retries").Scan(&retried, &pending); err != nil {
+		t.Fatal(err)
+	}
+	if pending != 0 {
+		t.Errorf("%d retry markers not done, want 0", pending)
+	}
+	t.Logf("%d SIGKILLs; %d rows, each once; %d source records went through retry topics; final worker metrics:\n%s",
+		kills, got.rows, retried, metrics)
+}
