@@ -258,7 +258,9 @@ type PostgresSink struct {
 	// +required
 	Table string `json:"table"`
 
-	// KeyColumn holds the idempotency key; it must have a unique constraint.
+	// KeyColumn holds the idempotency key. With AtLeastOnce it must have a unique
+	// constraint (duplicates are dropped by ON CONFLICT DO NOTHING); with
+	// ExactlyOnce the offsets stored in the same transaction make it optional.
 	// +kubebuilder:default=id
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z_][a-zA-Z0-9_]*$`
