@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"math"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -181,7 +183,8 @@ func addFetchPartition(req *kmsg.FetchRequest, topic string, id [16]byte, partit
 }
 
 // firstData finds the first batch at or after from that a read_committed
-// consumer would deliver. It returns that batch's first timestamp; or
+// consumer would deliver. It returns the timestamp of that batch's first record
+// at or after from; or
 // onlyMarkers when every batch up to the high watermark is a control batch or
 // part of an aborted transaction; ok is false when the answer can't be told
 // (nothing returned, or the bytes ran out before the high watermark).
@@ -203,6 +206,7 @@ func firstData(rp kmsg.FetchResponseTopicPartition, from int64) (ts time.Time, o
 		if err := b.ReadFrom(buf[:n]); err != nil {
 			return time.Time{}, false, false
 		}
+		raw := buf[:n]
 		buf = buf[n:]
 		last := b.FirstOffset + int64(b.LastOffsetDelta)
 		if last < from {
@@ -217,6 +221,11 @@ func firstData(rp kmsg.FetchResponseTopicPartition, from int64) (ts time.Time, o
 				continue
 			}
 		}
+		if b.FirstOffset < from {
+			// The group's position is inside this batch: the batch's first
+			// timestamp belongs to a record it has already consumed.
+			return recordTimestampAt(rp.Partition, raw, from, time.UnixMilli(b.FirstTimestamp)), false, true
+		}
 		return time.UnixMilli(b.FirstTimestamp), false, true
 	}
 	end := rp.HighWatermark
@@ -227,6 +236,24 @@ func firstData(rp kmsg.FetchResponseTopicPartition, from int64) (ts time.Time, o
 		return time.Time{}, true, true
 	}
 	return time.Time{}, false, false
+}
+
+// recordTimestampAt decodes one record batch (decompressing it) and returns the
+// timestamp of its first record at or after offset from; fallback when it
+// can't be decoded.
+func recordTimestampAt(partition int32, batch []byte, from int64, fallback time.Time) time.Time {
+	rp := kmsg.NewFetchResponseTopicPartition()
+	rp.Partition = partition
+	rp.HighWatermark = math.MaxInt64
+	rp.LastStableOffset = -1
+	rp.RecordBatches = batch
+	fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: from, Partition: partition}, &rp, kgo.DefaultDecompressor(), nil)
+	for _, r := range fp.Records {
+		if r.Offset >= from {
+			return r.Timestamp
+		}
+	}
+	return fallback
 }
 
 func isUnknownTopic(err error) bool {
