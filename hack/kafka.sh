@@ -266,8 +266,11 @@ share.coordinator.state.topic.min.isr=$min_isr
 broker.heartbeat.interval.ms=500
 broker.session.timeout.ms=3000
 
-# Groups: no 3 s wait before the first rebalance.
+# Groups: no 3 s wait before the first rebalance; session timeouts down to
+# 500 ms (the default minimum is 6 s), so tests can use short ones and a killed
+# consumer leaves its group quickly (kfake is started the same way).
 group.initial.rebalance.delay.ms=0
+group.min.session.timeout.ms=500
 
 # Small footprint: fewer threads, small segments, an 8 MiB (not 128 MiB) heap
 # buffer for the log cleaner.

@@ -4,13 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/internal/testkafka"
 )
 
 func produce(t *testing.T, cl *kgo.Client, topic string, partition int32, n int, ts time.Time) {
@@ -23,19 +25,10 @@ func produce(t *testing.T, cl *kgo.Client, topic string, partition int32, n int,
 	}
 }
 
-// manualPartitioner sends each record to its Partition field.
-func manualClient(t *testing.T, c *kfake.Cluster, opts ...kgo.Opt) *kgo.Client {
+// manualClient sends each record to its Partition field.
+func manualClient(t *testing.T, c *testkafka.Cluster, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.SeedBrokers(c.ListenAddrs()...),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.MetadataMinAge(100 * time.Millisecond),
-	}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
+	return c.Client(t, append([]kgo.Opt{kgo.RecordPartitioner(kgo.ManualPartitioner())}, opts...)...)
 }
 
 func commit(t *testing.T, adm *kadm.Client, group, topic string, offsets map[int32]int64) {
@@ -50,8 +43,19 @@ func commit(t *testing.T, adm *kadm.Client, group, topic string, offsets map[int
 }
 
 // observe runs one poll of a pool cluster and returns user's observation.
-func observe(t *testing.T, c *kfake.Cluster, w Watch) Observation {
+func observe(t *testing.T, c *testkafka.Cluster, w Watch) Observation {
 	t.Helper()
+	return observeUntil(t, c, w, func(Observation) error { return nil })
+}
+
+// observeUntil polls a pool cluster (every 100 ms) until check accepts user's
+// observation, for at most 15 s, and returns it; it fails the test with
+// check's last complaint. On kfake the first observation is final; a real
+// cluster writes transaction markers asynchronously, after EndTransaction
+// returns, so a test of them must wait.
+func observeUntil(t *testing.T, c *testkafka.Cluster, w Watch, check func(Observation) error) Observation {
+	t.Helper()
+	w.Interval = 100 * time.Millisecond
 	got := make(chan Observation, 1)
 	pool := NewPool(func(_ string, o Observation) {
 		select {
@@ -60,32 +64,45 @@ func observe(t *testing.T, c *kfake.Cluster, w Watch) Observation {
 		}
 	})
 	defer pool.Close()
-	cl, err := pool.Acquire("p", Conn{Brokers: c.ListenAddrs()})
+	cl, err := pool.Acquire("p", Conn{Brokers: c.Brokers})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cl.Watch("p", w)
-	select {
-	case o := <-got:
-		return o
-	case <-time.After(10 * time.Second):
-		t.Fatal("no observation within 10s")
-		return Observation{}
+	deadline := time.After(15 * time.Second)
+	var last error
+	for {
+		select {
+		case o := <-got:
+			if last = check(o); last == nil {
+				return o
+			}
+		case <-deadline:
+			t.Fatalf("no acceptable observation within 15s: %v", last)
+			return Observation{}
+		}
 	}
 }
 
+// names returns a unique source topic, its dead-letter topic and a group.
+func names(t *testing.T) (topic, dlq, group string) {
+	topic = testkafka.UniqueTopic(t, "orders")
+	return topic, topic + ".dlq", testkafka.UniqueGroup(t, "g")
+}
+
 func TestSampleLagTimestampsAndDeadLetters(t *testing.T) {
-	c, adm, _ := newFake(t)
-	createTopic(t, adm, "orders", 3)
-	createTopic(t, adm, "orders.dlq", 2)
+	c, adm, _ := testCluster(t)
+	topic, dlq, group := names(t)
+	createTopic(t, c, topic, 3)
+	createTopic(t, c, dlq, 2)
 	cl := manualClient(t, c)
 	old := time.Now().Add(-90 * time.Second).Truncate(time.Millisecond)
-	produce(t, cl, "orders", 0, 10, old)
-	produce(t, cl, "orders", 1, 5, time.Now())
-	produce(t, cl, "orders.dlq", 1, 4, time.Now())
-	commit(t, adm, "g", "orders", map[int32]int64{0: 4, 1: 5}) // partition 2: never committed, empty
+	produce(t, cl, topic, 0, 10, old)
+	produce(t, cl, topic, 1, 5, time.Now())
+	produce(t, cl, dlq, 1, 4, time.Now())
+	commit(t, adm, group, topic, map[int32]int64{0: 4, 1: 5}) // partition 2: never committed, empty
 
-	o := observe(t, c, Watch{Group: "g", Topic: "orders", DeadLetterTopic: "orders.dlq", Interval: time.Second})
+	o := observe(t, c, Watch{Group: group, Topic: topic, DeadLetterTopic: dlq, Interval: time.Second})
 	if o.Err != nil {
 		t.Fatal(o.Err)
 	}
@@ -105,19 +122,127 @@ func TestSampleLagTimestampsAndDeadLetters(t *testing.T) {
 	}
 }
 
+// TestSampleLagEqualsWhatTheClientSees: a consumer group consumes and commits
+// part of what was produced; the sample's lag per partition equals both what
+// the consumer itself knows (produced − consumed) and End − Committed read
+// with kadm directly, and its oldest timestamp is that of the first record the
+// consumer has not seen.
+func TestSampleLagEqualsWhatTheClientSees(t *testing.T) {
+	ctx := context.Background()
+	c, adm, _ := testCluster(t)
+	topic, dlq, group := names(t)
+	createTopic(t, c, topic, 3)
+	createTopic(t, c, dlq, 1)
+	producer := manualClient(t, c)
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	stamp := func(p int32, offset int64) time.Time {
+		return base.Add(time.Duration(int64(p)*1000+offset) * time.Millisecond)
+	}
+	produced := map[int32]int64{0: 40, 1: 25, 2: 10}
+	var recs []*kgo.Record
+	for p, n := range produced {
+		for i := range n {
+			recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Value: fmt.Appendf(nil, "%d-%d", p, i), Timestamp: stamp(p, i)})
+		}
+	}
+	if err := producer.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The group consumes 42 of the 75 records, however the fetches split them,
+	// and commits what it consumed. It stays in the group while the sample runs.
+	const consume = 42
+	consumer := manualClient(t, c, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
+	consumed := map[int32]int64{}
+	pollCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for n := 0; n < consume; {
+		fs := consumer.PollRecords(pollCtx, consume-n)
+		if err := pollCtx.Err(); err != nil {
+			t.Fatalf("consumed %d of %d: %v", n, consume, err)
+		}
+		fs.EachError(func(topic string, p int32, err error) { t.Logf("fetch %s[%d]: %v", topic, p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset != consumed[r.Partition] {
+				t.Errorf("partition %d: got offset %d after consuming %d", r.Partition, r.Offset, consumed[r.Partition])
+			}
+			consumed[r.Partition]++
+			n++
+		})
+	}
+	if err := consumer.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("produced %v, consumed %v", produced, consumed)
+
+	// kadm, directly: end − committed.
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := map[int32]int64{}
+	for p := range produced {
+		end, _ := ends.Lookup(topic, p)
+		at := int64(0) // a partition the group has not committed: it starts at 0
+		if o, ok := committed.Lookup(topic, p); ok && o.At >= 0 {
+			at = o.At
+		}
+		direct[p] = end.Offset - at
+	}
+
+	o := observeUntil(t, c, Watch{Group: group, Topic: topic, DeadLetterTopic: dlq}, func(o Observation) error {
+		if o.Err != nil {
+			return o.Err
+		}
+		if o.Members != 1 || o.GroupState != "Stable" {
+			return fmt.Errorf("members = %d, state %q; want 1, Stable", o.Members, o.GroupState)
+		}
+		return nil
+	})
+	var total int64
+	for _, p := range o.Partitions {
+		from := p.Committed
+		if from < 0 {
+			from = p.Start
+		}
+		lag := p.End - from
+		client := produced[p.Partition] - consumed[p.Partition]
+		total += lag
+		if lag != client || lag != direct[p.Partition] {
+			t.Errorf("partition %d: sample lag %d (%+v), the consumer's %d, kadm's end − committed %d", p.Partition, lag, p, client, direct[p.Partition])
+		}
+		var want time.Time
+		if client > 0 {
+			want = stamp(p.Partition, consumed[p.Partition])
+		}
+		if !p.Oldest.Equal(want) {
+			t.Errorf("partition %d: oldest %v, want %v (the first record the consumer has not seen)", p.Partition, p.Oldest, want)
+		}
+	}
+	if len(o.Partitions) != len(produced) || total != 75-consume {
+		t.Errorf("%d partitions, total lag %d; want %d, %d", len(o.Partitions), total, len(produced), 75-consume)
+	}
+}
+
 func TestSampleNoCommitMeasuresFromLogStart(t *testing.T) {
-	c, adm, _ := newFake(t)
-	createTopic(t, adm, "orders", 1)
-	createTopic(t, adm, "orders.dlq", 1)
+	c, adm, _ := testCluster(t)
+	topic, dlq, group := names(t)
+	createTopic(t, c, topic, 1)
+	createTopic(t, c, dlq, 1)
 	cl := manualClient(t, c)
-	produce(t, cl, "orders", 0, 10, time.Now())
+	produce(t, cl, topic, 0, 10, time.Now())
 	// Records 0..3 deleted by retention: the group would start at 4.
 	os := kadm.Offsets{}
-	os.Add(kadm.Offset{Topic: "orders", Partition: 0, At: 4})
+	os.Add(kadm.Offset{Topic: topic, Partition: 0, At: 4})
 	if _, err := adm.DeleteRecords(context.Background(), os); err != nil {
 		t.Fatal(err)
 	}
-	o := observe(t, c, Watch{Group: "fresh", Topic: "orders", DeadLetterTopic: "orders.dlq"})
+	o := observe(t, c, Watch{Group: group, Topic: topic, DeadLetterTopic: dlq})
 	if o.Err != nil {
 		t.Fatal(o.Err)
 	}
@@ -131,16 +256,17 @@ func TestSampleNoCommitMeasuresFromLogStart(t *testing.T) {
 // transactional producer wrote sits one below the high watermark (the commit
 // marker). The sample must tell that nothing readable is left.
 func TestSampleSeesThroughTransactionMarkers(t *testing.T) {
-	c, adm, _ := newFake(t)
-	createTopic(t, adm, "orders", 1)
-	createTopic(t, adm, "orders.dlq", 1)
-	tx := manualClient(t, c, kgo.TransactionalID("tx"))
+	c, adm, _ := testCluster(t)
+	topic, dlq, group := names(t)
+	createTopic(t, c, topic, 1)
+	createTopic(t, c, dlq, 1)
+	tx := manualClient(t, c, kgo.TransactionalID(testkafka.UniqueGroup(t, "tx")))
 	for _, commitTxn := range []kgo.TransactionEndTry{kgo.TryCommit, kgo.TryAbort} {
 		if err := tx.BeginTransaction(); err != nil {
 			t.Fatal(err)
 		}
 		for range 3 {
-			if err := tx.ProduceSync(context.Background(), &kgo.Record{Topic: "orders", Partition: 0, Value: []byte("x")}).FirstErr(); err != nil {
+			if err := tx.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Partition: 0, Value: []byte("x")}).FirstErr(); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -149,40 +275,46 @@ func TestSampleSeesThroughTransactionMarkers(t *testing.T) {
 		}
 	}
 	// Log: 0-2 committed data, 3 commit marker, 4-6 aborted data, 7 abort marker.
-	commit(t, adm, "g", "orders", map[int32]int64{0: 3})
-	o := observe(t, c, Watch{Group: "g", Topic: "orders", DeadLetterTopic: "orders.dlq"})
-	if o.Err != nil {
-		t.Fatal(o.Err)
-	}
-	if p := o.Partitions[0]; p.End != 8 || !p.OnlyMarkers {
-		t.Errorf("partition = %+v; want end 8 and only markers/aborted records left", p)
-	}
+	// A real broker writes the markers after EndTransaction returns.
+	commit(t, adm, group, topic, map[int32]int64{0: 3})
+	w := Watch{Group: group, Topic: topic, DeadLetterTopic: dlq}
+	observeUntil(t, c, w, func(o Observation) error {
+		if o.Err != nil {
+			return o.Err
+		}
+		if p := o.Partitions[0]; p.End != 8 || !p.OnlyMarkers {
+			return fmt.Errorf("partition = %+v; want end 8 and only markers/aborted records left", p)
+		}
+		return nil
+	})
 
 	// With real data after the group's position it is lagging.
-	commit(t, adm, "g", "orders", map[int32]int64{0: 1})
-	o = observe(t, c, Watch{Group: "g", Topic: "orders", DeadLetterTopic: "orders.dlq"})
+	commit(t, adm, group, topic, map[int32]int64{0: 1})
+	o := observe(t, c, w)
 	if p := o.Partitions[0]; p.OnlyMarkers || p.Oldest.IsZero() {
 		t.Errorf("partition = %+v; want lagging with a timestamp", p)
 	}
 }
 
 func TestSampleMissingSourceTopic(t *testing.T) {
-	c, adm, _ := newFake(t)
-	createTopic(t, adm, "orders.dlq", 1)
-	o := observe(t, c, Watch{Group: "g", Topic: "orders", DeadLetterTopic: "orders.dlq"})
+	c, _, _ := testCluster(t)
+	topic, dlq, group := names(t)
+	createTopic(t, c, dlq, 1)
+	o := observe(t, c, Watch{Group: group, Topic: topic, DeadLetterTopic: dlq})
 	if !errors.Is(o.Err, ErrTopicNotFound) {
 		t.Errorf("err = %v, want topic not found", o.Err)
 	}
 }
 
 func TestSampleCountsGroupMembers(t *testing.T) {
-	c, adm, _ := newFake(t)
-	createTopic(t, adm, "orders", 2)
-	createTopic(t, adm, "orders.dlq", 1)
+	c, _, _ := testCluster(t)
+	topic, dlq, group := names(t)
+	createTopic(t, c, topic, 2)
+	createTopic(t, c, dlq, 1)
 	var joined sync.WaitGroup
 	joined.Add(1)
 	var once sync.Once
-	consumer := manualClient(t, c, kgo.ConsumerGroup("g"), kgo.ConsumeTopics("orders"),
+	consumer := manualClient(t, c, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { once.Do(joined.Done) }))
 	go func() {
 		for {
@@ -192,22 +324,26 @@ func TestSampleCountsGroupMembers(t *testing.T) {
 		}
 	}()
 	joined.Wait()
-	o := observe(t, c, Watch{Group: "g", Topic: "orders", DeadLetterTopic: "orders.dlq"})
-	if o.Members != 1 || o.GroupState != "Stable" {
-		t.Errorf("members = %d, state %q; want 1, Stable", o.Members, o.GroupState)
-	}
+	observeUntil(t, c, Watch{Group: group, Topic: topic, DeadLetterTopic: dlq}, func(o Observation) error {
+		if o.Members != 1 || o.GroupState != "Stable" {
+			return fmt.Errorf("members = %d, state %q; want 1, Stable", o.Members, o.GroupState)
+		}
+		return nil
+	})
 }
 
 func TestPoolSharesOneClientPerConnection(t *testing.T) {
-	c, _, _ := newFake(t)
+	c, _, _ := testCluster(t)
 	pool := NewPool(func(string, Observation) {})
 	defer pool.Close()
-	conn := Conn{Brokers: c.ListenAddrs()}
+	conn := Conn{Brokers: c.Brokers}
 	a, err := pool.Acquire("a", conn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := pool.Acquire("b", Conn{Brokers: []string{c.ListenAddrs()[2], c.ListenAddrs()[1], c.ListenAddrs()[0]}})
+	reversed := slices.Clone(c.Brokers)
+	slices.Reverse(reversed)
+	b, err := pool.Acquire("b", Conn{Brokers: reversed})
 	if err != nil {
 		t.Fatal(err)
 	}
