@@ -27,7 +27,7 @@ all: build
 
 .PHONY: help
 help: ## Show this help.
-	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
 
 ##@ Development
 
@@ -91,6 +91,20 @@ kafka-up: kafka ## Start a real KRaft cluster of KAFKA_BROKERS (1 or 3) nodes on
 kafka-down: ## Stop the Kafka cluster and remove its state.
 	hack/kafka.sh down
 
+# The packages whose tests honour SLUICE_TEST_KAFKA (internal/testkafka).
+KAFKA_TEST_PKGS ?= ./internal/kafka/... ./worker/...
+KAFKA_TEST_TIMEOUT ?= 30m
+
+.PHONY: test-kafka
+test-kafka: postgres kafka-up ## Run the Kafka-touching tests against the real cluster (started by kafka-up if not up).
+	SLUICE_TEST_KAFKA=$$(hack/kafka.sh bootstrap) go test -race -count=1 -timeout $(KAFKA_TEST_TIMEOUT) $(KAFKA_TEST_PKGS)
+
+.PHONY: test-broker-failures
+test-broker-failures: postgres ## Broker-failure tests: stop and kill nodes of a real 3-node cluster while the worker runs.
+	$(MAKE) kafka-up KAFKA_BROKERS=3
+	SLUICE_TEST_BROKER_FAILURES=1 SLUICE_TEST_KAFKA=$$(hack/kafka.sh bootstrap) \
+	  go test -race -count=1 -timeout $(KAFKA_TEST_TIMEOUT) -run '^TestBrokerFailure' -v ./worker/
+
 ##@ Build
 
 .PHONY: build
@@ -127,7 +141,7 @@ undeploy: $(KUSTOMIZE) ## Remove the operator.
 
 .PHONY: kustomize-check
 kustomize-check: $(KUSTOMIZE) ## Check that every kustomization builds.
-	@for d in config/default config/crd config/rbac config/manager config/samples; do \
+	@for d in config/default config/crd config/rbac config/manager config/samples config/prometheus; do \
 	  $(KUSTOMIZE) build $$d >/dev/null || { echo "kustomize build $$d failed"; exit 1; }; done
 
 ##@ Tools

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-dev/sluice/internal/modroot"
+	"github.com/sluice-dev/sluice/internal/testkafka"
 	"github.com/sluice-dev/sluice/internal/testpg"
 	"github.com/sluice-dev/sluice/internal/workerconfig"
 )
@@ -109,6 +110,7 @@ func freePort(t testing.TB) int32 {
 // fetches). Afterwards every good record is in PostgreSQL exactly once and every
 // poison pill is in the dead-letter topic.
 func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
+	testkafka.FakeOnly(t, "injects broker faults with kfake.Fault")
 	testStart := time.Now()
 	b := newBroker(t)
 	b.createTopics(4, allTopics...)
@@ -117,7 +119,7 @@ func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
 	if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := crashConfig(t, b.seeds)
+	cfg := crashConfig(t, b)
 	cfg.Sink = workerconfig.Sink{Postgres: &workerconfig.PostgresSink{DSNFile: dsnFile, Table: "orders", KeyColumn: "id", PayloadColumn: "payload"}}
 	proc := newWorkerProcess(t, cfg)
 

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-dev/sluice/internal/testkafka"
 	"github.com/sluice-dev/sluice/internal/workerconfig"
 	"github.com/sluice-dev/sluice/worker/sink"
 )
@@ -86,13 +87,14 @@ func countEvents(t *testing.T, conn *pgx.Conn) eventCounts {
 // it was asked to write per partition.
 type lowestOffsetSink struct {
 	*sink.Postgres
+	topic  string
 	mu     sync.Mutex
 	lowest map[int32]int64
 }
 
 func (s *lowestOffsetSink) Apply(ctx context.Context, group string, recs []*sink.Record) sink.ApplyResult {
 	s.mu.Lock()
-	if r := recs[0].Rec; r.Topic == "orders" {
+	if r := recs[0].Rec; r.Topic == s.topic {
 		if low, ok := s.lowest[r.Partition]; !ok || r.Offset < low {
 			s.lowest[r.Partition] = r.Offset
 		}
@@ -106,7 +108,7 @@ func TestExactlyOncePostgresResumesFromTheDatabaseNotFromKafka(t *testing.T) {
 	b := newBroker(t)
 	b.createTopics(2, allTopics...)
 	dsn, dsnFile, conn := eventsDB(t)
-	cfg := exactlyOncePostgres(testConfig(b.seeds), dsnFile)
+	cfg := exactlyOncePostgres(b.config(), dsnFile)
 	value := func(i int, r *kgo.Record) { r.Value = fmt.Appendf(nil, `{"id":"r-%d","n":%d}`, i, i) }
 	b.produce("orders", 0, 100, value)
 
@@ -118,9 +120,9 @@ func TestExactlyOncePostgresResumesFromTheDatabaseNotFromKafka(t *testing.T) {
 
 	// Kafka's commit goes back to 0 (lost, or an operator reset the group);
 	// the database still says 100.
-	resp, err := b.admin.CommitOffsets(ctx, "test.orders", kadm.Offsets{"orders": {
-		0: {Topic: "orders", Partition: 0, At: 0, LeaderEpoch: -1},
-		1: {Topic: "orders", Partition: 1, At: 0, LeaderEpoch: -1},
+	resp, err := b.admin.CommitOffsets(ctx, b.name("test.orders"), kadm.Offsets{b.name("orders"): {
+		0: {Topic: b.name("orders"), Partition: 0, At: 0, LeaderEpoch: -1},
+		1: {Topic: b.name("orders"), Partition: 1, At: 0, LeaderEpoch: -1},
 	}})
 	if err == nil {
 		err = resp.Error()
@@ -128,7 +130,7 @@ func TestExactlyOncePostgresResumesFromTheDatabaseNotFromKafka(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ends, err := b.admin.ListEndOffsets(ctx, "orders")
+	ends, err := b.admin.ListEndOffsets(ctx, b.name("orders"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +140,7 @@ func TestExactlyOncePostgresResumesFromTheDatabaseNotFromKafka(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	watched := &lowestOffsetSink{Postgres: pgSink, lowest: map[int32]int64{}}
+	watched := &lowestOffsetSink{Postgres: pgSink, topic: b.name("orders"), lowest: map[int32]int64{}}
 	second := startWorker(t, cfg, watched)
 	eventually(t, 20*time.Second, "150 rows and the Kafka commit caught up", func() bool {
 		return countEvents(t, conn).rows >= 150 && sumCommitted(b.committed("test.orders"), "orders") == 150
@@ -160,7 +162,7 @@ func TestExactlyOncePostgresResumesFromTheDatabaseNotFromKafka(t *testing.T) {
 			t.Errorf("orders[%d]: the restarted worker wrote from offset %d, below the stored %d", o.Partition, low, o.Offset)
 		}
 	})
-	rows, err := conn.Query(ctx, "SELECT partition, next_offset FROM sluice_offsets WHERE consumer_group = 'test.orders' AND topic = 'orders'")
+	rows, err := conn.Query(ctx, "SELECT partition, next_offset FROM sluice_offsets WHERE consumer_group = $1 AND topic = $2", b.name("test.orders"), b.name("orders"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +183,7 @@ func TestExactlyOncePostgresParksFailuresBeforeMovingTheOffset(t *testing.T) {
 	if _, err := conn.Exec(ctx, "CREATE SEQUENCE flaky_3"); err != nil {
 		t.Fatal(err)
 	}
-	cfg := exactlyOncePostgres(testConfig(b.seeds), dsnFile)
+	cfg := exactlyOncePostgres(b.config(), dsnFile)
 	// Record 3 fails transiently twice (its batch with it), record 6 is not
 	// JSON: 3 goes through two retry topics, 6 to the dead-letter topic.
 	b.produce("orders", 0, 10, func(i int, r *kgo.Record) {
@@ -232,11 +234,12 @@ func TestExactlyOncePostgresParksFailuresBeforeMovingTheOffset(t *testing.T) {
 // faults in between: afterwards every good record is a row exactly once and
 // every pill is in the dead-letter topic.
 func TestExactlyOncePostgresSurvivesCrashes(t *testing.T) {
+	testkafka.FakeOnly(t, "injects broker faults with kfake.Fault")
 	ctx := context.Background()
 	b := newBroker(t)
 	b.createTopics(4, allTopics...)
 	_, dsnFile, conn := eventsDB(t)
-	cfg := exactlyOncePostgres(crashConfig(t, b.seeds), dsnFile)
+	cfg := exactlyOncePostgres(crashConfig(t, b), dsnFile)
 	proc := newWorkerProcess(t, cfg)
 
 	const total, poisonEvery, flakyEvery, kills = 20_000, 1000, 2500, 10

@@ -26,7 +26,7 @@ func TestOffsetsAreCommittedOnlyAfterTheSinkAcknowledges(t *testing.T) {
 		return http.StatusOK
 	})
 	b.produce("orders", 0, 10, nil)
-	startWorker(t, httpConfig(b.seeds, svc.srv.URL), nil)
+	startWorker(t, b.httpConfig(svc.srv.URL), nil)
 
 	eventually(t, 15*time.Second, "records 0-4 delivered", func() bool { return len(svc.accepted()) == 5 })
 	// While record 5 is in flight, nothing at or past it may be committed.
@@ -63,7 +63,7 @@ func TestTransientFailureVisitsEachRetryTopicThenTheDeadLetterTopic(t *testing.T
 	b.produce("orders", 0, 6, func(i int, r *kgo.Record) {
 		r.Headers = []kgo.RecordHeader{{Key: "traceparent", Value: fmt.Appendf(nil, "00-%032d-%016d-01", i, i)}}
 	})
-	w := startWorker(t, httpConfig(b.seeds, svc.srv.URL), nil)
+	w := startWorker(t, b.httpConfig(svc.srv.URL), nil)
 
 	eventually(t, 20*time.Second, "the failing record reaches the DLQ", func() bool { return len(b.readAll("orders.dlq")) == 1 })
 	// Tried at the source and at each of the 3 retry topics, then dead-lettered.
@@ -90,7 +90,7 @@ func TestTransientFailureVisitsEachRetryTopicThenTheDeadLetterTopic(t *testing.T
 	dlq := b.readAll("orders.dlq")[0]
 	h := headerMap(dlq)
 	want := map[string]string{
-		HeaderOriginalTopic: "orders", HeaderOriginalPartition: "0", HeaderOriginalOffset: "3",
+		HeaderOriginalTopic: b.name("orders"), HeaderOriginalPartition: "0", HeaderOriginalOffset: "3",
 		HeaderErrorClass: "transient", HeaderAttempt: "4", "traceparent": fmt.Sprintf("00-%032d-%016d-01", 3, 3),
 	}
 	for k, v := range want {
@@ -148,11 +148,11 @@ func TestARetriedRecordKeepsItsIdempotencyKey(t *testing.T) {
 		return http.StatusOK
 	})
 	b.produce("orders", 0, 1, nil)
-	startWorker(t, httpConfig(b.seeds, svc.srv.URL), nil)
+	startWorker(t, b.httpConfig(svc.srv.URL), nil)
 	eventually(t, 15*time.Second, "delivered after one retry", func() bool { return len(svc.accepted()) == 1 })
 	mu.Lock()
 	defer mu.Unlock()
-	if len(keys) != 2 || keys[0] != keys[1] || keys[0] != "orders/0/0" {
+	if len(keys) != 2 || keys[0] != keys[1] || keys[0] != b.name("orders")+"/0/0" {
 		t.Fatalf("Idempotency-Key per attempt = %v, want the same source coordinates twice", keys)
 	}
 }
@@ -167,7 +167,7 @@ func TestPoisonPillGoesStraightToTheDeadLetterTopic(t *testing.T) {
 		return http.StatusOK
 	})
 	b.produce("orders", 0, 5, nil)
-	startWorker(t, httpConfig(b.seeds, svc.srv.URL), nil)
+	startWorker(t, b.httpConfig(svc.srv.URL), nil)
 
 	eventually(t, 15*time.Second, "poison pill dead-lettered", func() bool { return len(b.readAll("orders.dlq")) == 1 })
 	h := headerMap(b.readAll("orders.dlq")[0])
@@ -189,7 +189,7 @@ func TestUndecodableRecordGoesToTheDeadLetterTopicWithTheReason(t *testing.T) {
 	b := newBroker(t)
 	b.createTopics(1, allTopics...)
 	svc := newService(t, ok)
-	cfg := httpConfig(b.seeds, svc.srv.URL)
+	cfg := b.httpConfig(svc.srv.URL)
 	cfg.IdempotencyKey = &workerconfigIdempotencyKeyJSON
 	b.produce("orders", 0, 3, func(i int, r *kgo.Record) {
 		r.Value = fmt.Appendf(nil, `{"order":{"id":"o-%d"}}`, i)
@@ -220,7 +220,7 @@ func TestTraceContextReachesTheSink(t *testing.T) {
 	b.produce("orders", 0, 1, func(_ int, r *kgo.Record) {
 		r.Headers = []kgo.RecordHeader{{Key: "traceparent", Value: []byte(tp)}}
 	})
-	startWorker(t, httpConfig(b.seeds, svc.srv.URL), nil)
+	startWorker(t, b.httpConfig(svc.srv.URL), nil)
 	eventually(t, 15*time.Second, "delivered", func() bool { return len(svc.accepted()) == 1 })
 	if got := svc.accepted()[0].trace; got != tp {
 		t.Errorf("traceparent at the sink = %q, want %q", got, tp)

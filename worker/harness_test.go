@@ -18,48 +18,113 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/sluice-dev/sluice/internal/testkafka"
 	"github.com/sluice-dev/sluice/internal/workerconfig"
 	"github.com/sluice-dev/sluice/worker/sink"
 )
 
-// broker is a real Kafka-protocol broker for a test: franz-go's kfake, in
-// process, one per test.
+// broker is the Kafka a test runs against: franz-go's kfake, in process, one
+// per test (the default), or the real cluster named by $SLUICE_TEST_KAFKA
+// (internal/testkafka; `make test-kafka`), shared by every test.
+//
+// The tests name their topics "orders", "orders.retry.1", ..., "orders.dlq",
+// "orders-out" and their group "test.orders". On kfake those are the names; on
+// a real cluster every test gets its own: the broker's methods (createTopics,
+// produce, readAll, readCommitted, committed, config, httpConfig) translate
+// with name, and committed reports offsets under the tests' names.
 type broker struct {
-	t       *testing.T
+	t     *testing.T
+	kafka *testkafka.Cluster
+	// cluster is the kfake, nil on a real cluster (kfake-only tests call
+	// testkafka.FakeOnly first).
 	cluster *kfake.Cluster
 	seeds   []string
 	admin   *kadm.Client
 	client  *kgo.Client
+	// base replaces "orders" at the start of a topic name, group replaces
+	// "test.orders".
+	base, group string
 }
 
 func newBroker(t *testing.T) *broker {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	seeds := c.ListenAddrs()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.MetadataMinAge(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return &broker{t: t, cluster: c, seeds: seeds, admin: kadm.NewClient(cl), client: cl}
+	return brokerOn(t, testkafka.New(t, kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(100*time.Millisecond)))
 }
 
-// createTopics creates the pipeline's topics with n partitions each.
+// brokerOn is the test's broker on cluster k.
+func brokerOn(t *testing.T, k *testkafka.Cluster) *broker {
+	t.Helper()
+	cl := k.Client(t)
+	b := &broker{t: t, kafka: k, cluster: k.Fake, seeds: k.Brokers, admin: kadm.NewClient(cl), client: cl, base: "orders", group: "test.orders"}
+	if k.Real() {
+		b.base = testkafka.UniqueTopic(t, "orders")
+		b.group = testkafka.UniqueGroup(t, "test.orders")
+	}
+	return b
+}
+
+// name is the broker's name for a topic or group the test calls s.
+func (b *broker) name(s string) string {
+	switch {
+	case s == "test.orders":
+		return b.group
+	case strings.HasPrefix(s, "orders"):
+		return b.base + strings.TrimPrefix(s, "orders")
+	}
+	return s
+}
+
+// testName is name's inverse.
+func (b *broker) testName(s string) string {
+	switch {
+	case s == b.group:
+		return "test.orders"
+	case strings.HasPrefix(s, b.base):
+		return "orders" + strings.TrimPrefix(s, b.base)
+	}
+	return s
+}
+
+func (b *broker) names(topics []string) []string {
+	out := make([]string, len(topics))
+	for i, t := range topics {
+		out[i] = b.name(t)
+	}
+	return out
+}
+
+// createTopics creates the pipeline's topics with n partitions each (replication
+// factor 1 on kfake, 3 on the 3-node cluster).
 func (b *broker) createTopics(n int32, topics ...string) {
 	b.t.Helper()
-	resp, err := b.admin.CreateTopics(context.Background(), n, 1, nil, topics...)
-	if err != nil {
-		b.t.Fatal(err)
+	b.kafka.CreateTopics(b.t, n, 0, nil, b.names(topics)...)
+}
+
+// createTopicsWith creates topics with n partitions, replication factor 3 and
+// configs (the broker-failure tests).
+func (b *broker) createTopicsWith(n int32, configs map[string]string, topics ...string) {
+	b.t.Helper()
+	b.kafka.CreateTopics(b.t, n, 3, configs, b.names(topics)...)
+}
+
+// config is testConfig with the broker's names.
+func (b *broker) config() *workerconfig.Config { return b.rename(testConfig(b.seeds)) }
+
+// httpConfig is httpConfig with the broker's names.
+func (b *broker) httpConfig(url string) *workerconfig.Config {
+	return b.rename(httpConfig(b.seeds, url))
+}
+
+// rename gives cfg's topics and group the broker's names.
+func (b *broker) rename(cfg *workerconfig.Config) *workerconfig.Config {
+	cfg.Source.Topic = b.name(cfg.Source.Topic)
+	cfg.Source.ConsumerGroup = b.name(cfg.Source.ConsumerGroup)
+	cfg.Delivery.RetryTopics = b.names(cfg.Delivery.RetryTopics)
+	cfg.Delivery.DeadLetterTopic = b.name(cfg.Delivery.DeadLetterTopic)
+	if cfg.Sink.Kafka != nil {
+		cfg.Sink.Kafka.Topic = b.name(cfg.Sink.Kafka.Topic)
 	}
-	for _, r := range resp.Sorted() {
-		if r.Err != nil {
-			b.t.Fatalf("create %s: %v", r.Topic, r.Err)
-		}
-	}
+	return cfg
 }
 
 // produce writes records with keys key-<i> (value v-<i>) to topic, spread over
@@ -68,7 +133,7 @@ func (b *broker) produce(topic string, from, to int, mutate func(i int, r *kgo.R
 	b.t.Helper()
 	recs := make([]*kgo.Record, 0, to-from)
 	for i := from; i < to; i++ {
-		r := &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "key-%d", i), Value: fmt.Appendf(nil, "v-%d", i), Timestamp: time.Now()}
+		r := &kgo.Record{Topic: b.name(topic), Key: fmt.Appendf(nil, "key-%d", i), Value: fmt.Appendf(nil, "v-%d", i), Timestamp: time.Now()}
 		if mutate != nil {
 			mutate(i, r)
 		}
@@ -82,6 +147,7 @@ func (b *broker) produce(topic string, from, to int, mutate func(i int, r *kgo.R
 // readAll reads every record of a topic (read_committed).
 func (b *broker) readAll(topic string) []*kgo.Record {
 	b.t.Helper()
+	topic = b.name(topic)
 	ends, err := b.admin.ListEndOffsets(context.Background(), topic)
 	if err != nil {
 		b.t.Fatal(err)
@@ -120,19 +186,21 @@ func (b *broker) readAll(topic string) []*kgo.Record {
 	return out
 }
 
-// committed returns the group's committed offset per topic and partition.
+// committed returns the group's committed offset per topic (named as the test
+// names it) and partition.
 func (b *broker) committed(group string) map[string]map[int32]int64 {
 	b.t.Helper()
-	offs, err := b.admin.FetchOffsets(context.Background(), group)
+	offs, err := b.admin.FetchOffsets(context.Background(), b.name(group))
 	if err != nil {
 		b.t.Fatal(err)
 	}
 	out := map[string]map[int32]int64{}
 	offs.Each(func(o kadm.OffsetResponse) {
-		if out[o.Topic] == nil {
-			out[o.Topic] = map[int32]int64{}
+		topic := b.testName(o.Topic)
+		if out[topic] == nil {
+			out[topic] = map[int32]int64{}
 		}
-		out[o.Topic][o.Partition] = o.At
+		out[topic][o.Partition] = o.At
 	})
 	return out
 }

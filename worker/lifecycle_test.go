@@ -13,7 +13,7 @@ func TestGracefulShutdownCommitsAndARestartedWorkerReprocessesNothing(t *testing
 		time.Sleep(2 * time.Millisecond) // records are in flight when SIGTERM comes
 		return http.StatusOK
 	})
-	cfg := httpConfig(b.seeds, svc.srv.URL)
+	cfg := b.httpConfig(svc.srv.URL)
 	b.produce("orders", 0, 300, nil)
 
 	first := startWorker(t, cfg, nil)
@@ -45,7 +45,7 @@ func TestRevokedPartitionsCommitTheirFinishedWork(t *testing.T) {
 		time.Sleep(time.Millisecond)
 		return http.StatusOK
 	})
-	cfg := httpConfig(b.seeds, svc.srv.URL)
+	cfg := b.httpConfig(svc.srv.URL)
 	cfg.Consumer.MaxPollRecords = 20
 	b.produce("orders", 0, 800, nil)
 

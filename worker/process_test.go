@@ -20,8 +20,8 @@ import (
 // crashConfig is the crash tests' worker config: keys from the "id" JSON
 // field (so non-JSON records are poison pills), large polls, and short session
 // and rebalance timeouts so the group forgets killed members quickly.
-func crashConfig(t *testing.T, seeds []string) *workerconfig.Config {
-	cfg := testConfig(seeds)
+func crashConfig(t *testing.T, b *broker) *workerconfig.Config {
+	cfg := b.config()
 	cfg.IdempotencyKey = &workerconfig.IdempotencyKey{JSONField: "id"}
 	cfg.Consumer.MaxPollRecords = 500
 	cfg.Consumer.SessionTimeout = metav1.Duration{Duration: time.Second}

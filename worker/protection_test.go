@@ -25,7 +25,7 @@ func TestCircuitOpensPausesInsteadOfDeadLetteringAndClosesWhenTheSinkRecovers(t 
 		}
 		return http.StatusOK
 	})
-	cfg := httpConfig(b.seeds, svc.srv.URL)
+	cfg := b.httpConfig(svc.srv.URL)
 	cfg.CircuitBreaker.FailureThreshold = 3
 	cfg.CircuitBreaker.OpenDuration = metav1.Duration{Duration: 300 * time.Millisecond}
 	b.produce("orders", 0, 20, nil)
@@ -75,7 +75,7 @@ func TestRateLimitAndWarmupHold(t *testing.T) {
 	b := newBroker(t)
 	b.createTopics(1, allTopics...)
 	svc := newService(t, ok)
-	cfg := httpConfig(b.seeds, svc.srv.URL)
+	cfg := b.httpConfig(svc.srv.URL)
 	// Ramp from 20 to 100 records/s over 1s, then 100/s: 150 records take
 	// about 1.9s; unlimited they take a few milliseconds.
 	cfg.RateLimit.RecordsPerSecond = 100
@@ -145,7 +145,7 @@ func TestHealthReadinessAndMetricsEndpoints(t *testing.T) {
 	b.createTopics(1, allTopics...)
 	svc := newService(t, ok)
 	b.produce("orders", 0, 3, nil)
-	w := startWorker(t, httpConfig(b.seeds, svc.srv.URL), nil)
+	w := startWorker(t, b.httpConfig(svc.srv.URL), nil)
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + w.addr + path)
 		if err != nil {

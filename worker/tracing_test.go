@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -115,11 +116,11 @@ func TestTracesFollowARecordThroughTheSinkAndItsRetryCopy(t *testing.T) {
 		return http.StatusOK
 	})
 	b.produce("orders", 0, 1, withTraceparent)
-	w := startWorker(t, httpConfig(b.seeds, svc.srv.URL), nil)
+	w := startWorker(t, b.httpConfig(svc.srv.URL), nil)
 	eventually(t, 15*time.Second, "delivered after one retry", func() bool { return len(svc.accepted()) == 1 })
 	w.stop(t) // flushes the exporter
 
-	spans := recv.trace(testTraceID)
+	spans := testSpanNames(b, recv.trace(testTraceID))
 	one := func(name string) *tracepb.Span {
 		t.Helper()
 		if len(spans[name]) != 1 {
@@ -194,6 +195,19 @@ func TestTracesFollowARecordThroughTheSinkAndItsRetryCopy(t *testing.T) {
 	}
 }
 
+// testSpanNames renames spans "<topic> <operation>" after the topic's name in
+// the test (a real cluster gives every test its own topics).
+func testSpanNames(b *broker, spans map[string][]*tracepb.Span) map[string][]*tracepb.Span {
+	out := make(map[string][]*tracepb.Span, len(spans))
+	for name, s := range spans {
+		if topic, op, ok := strings.Cut(name, " "); ok {
+			name = b.testName(topic) + " " + op
+		}
+		out[name] = append(out[name], s...)
+	}
+	return out
+}
+
 func names(spans map[string][]*tracepb.Span) []string {
 	var out []string
 	for n := range spans {
@@ -222,7 +236,7 @@ func TestTracingIsOffWithoutAnOTLPEndpoint(t *testing.T) {
 			b.createTopics(1, allTopics...)
 			svc := newService(t, ok)
 			b.produce("orders", 0, 1, withTraceparent)
-			w := startWorker(t, httpConfig(b.seeds, svc.srv.URL), nil)
+			w := startWorker(t, b.httpConfig(svc.srv.URL), nil)
 			eventually(t, 15*time.Second, "delivered", func() bool { return len(svc.accepted()) == 1 })
 			if w.w.tracing != nil {
 				t.Error("tracing is on")

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-dev/sluice/internal/workerconfig"
@@ -14,9 +15,14 @@ import (
 
 // readCommitted reads a topic as a read_committed consumer until it has been
 // quiet for a while (transaction markers make end offsets unusable as a stop).
+// It first waits until no transaction is open on the topic: a SIGKILLed
+// worker's transaction holds read_committed readers back (at the last stable
+// offset) until the broker aborts it, up to its timeout plus Kafka's 10 s
+// cleanup interval later.
 func (b *broker) readCommitted(topic string) []*kgo.Record {
 	b.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.seeds...), kgo.ConsumeTopics(topic),
+	b.waitNoOpenTransactions(topic)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.seeds...), kgo.ConsumeTopics(b.name(topic)),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.FetchMaxWait(100*time.Millisecond))
 	if err != nil {
@@ -39,6 +45,36 @@ func (b *broker) readCommitted(topic string) []*kgo.Record {
 	return out
 }
 
+// waitNoOpenTransactions waits until every partition's last stable offset has
+// reached its high watermark.
+func (b *broker) waitNoOpenTransactions(topic string) {
+	b.t.Helper()
+	ctx := context.Background()
+	var open []string
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		hw, err := b.admin.ListEndOffsets(ctx, b.name(topic))
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		lso, err := b.admin.ListCommittedOffsets(ctx, b.name(topic))
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		open = open[:0]
+		hw.Each(func(o kadm.ListedOffset) {
+			if s, ok := lso.Lookup(o.Topic, o.Partition); !ok || s.Offset != o.Offset {
+				open = append(open, fmt.Sprintf("%d: stable %d, end %d", o.Partition, s.Offset, o.Offset))
+			}
+		})
+		if len(open) == 0 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.t.Fatalf("%s: transactions still open after 60s: %v", topic, open)
+}
+
 // TestExactlyOnceKafkaSinkSurvivesCrashes SIGKILLs the worker binary while it
 // copies records into another topic inside Kafka transactions; a read_committed
 // reader of the output then sees every source record exactly once, and the
@@ -46,8 +82,8 @@ func (b *broker) readCommitted(topic string) []*kgo.Record {
 func TestExactlyOnceKafkaSinkSurvivesCrashes(t *testing.T) {
 	b := newBroker(t)
 	b.createTopics(4, "orders", "orders.dlq", "orders-out")
-	cfg := crashConfig(t, b.seeds)
-	cfg.Sink = workerconfig.Sink{Kafka: &workerconfig.KafkaSink{Topic: "orders-out"}}
+	cfg := crashConfig(t, b)
+	cfg.Sink = workerconfig.Sink{Kafka: &workerconfig.KafkaSink{Topic: b.name("orders-out")}}
 	cfg.Delivery.Semantics = "ExactlyOnce"
 	proc := newWorkerProcess(t, cfg)
 
