@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sluice-dev/sluice/internal/testkafka"
 	"github.com/sluice-dev/sluice/internal/workerconfig"
 	"github.com/sluice-dev/sluice/worker/sink"
 )
@@ -29,8 +30,9 @@ import (
 // The throughput benchmarks compare the worker, with every safety feature on
 // (commit tracker, breaker, rate limiter past its warm-up, metrics, routing),
 // against a bare franz-go consume-and-commit loop with the same poll settings,
-// on the same in-process kfake broker, in the same run. Each op drains a backlog
-// of benchRecords records of 100 bytes over 6 partitions; records/s is reported.
+// on the same broker (kfake, or the real cluster in $SLUICE_TEST_KAFKA), in the
+// same run. Each op drains a backlog of benchRecords records of 100 bytes over 6
+// partitions; records/s is reported.
 //
 //	go test ./worker -run '^$' -bench BenchmarkThroughput -benchtime 5x
 const (
@@ -39,8 +41,9 @@ const (
 	benchMaxPoll    = 500
 )
 
-// backlog starts a broker holding n records in topic "orders" (and empty
-// topics extra).
+// backlog starts a kfake holding n records in topic "orders" (and empty topics
+// extra). The kfake-only benchmarks use it; the throughput benchmarks use
+// benchBacklog, which runs on either broker.
 func backlog(tb testing.TB, n int, extra ...string) (*kfake.Cluster, []string) {
 	tb.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(benchPartitions, append(extra, allTopics...)...),
@@ -48,7 +51,44 @@ func backlog(tb testing.TB, n int, extra ...string) (*kfake.Cluster, []string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	seeds := c.ListenAddrs()
+	produceBacklog(tb, c.ListenAddrs(), "orders", n)
+	return c, c.ListenAddrs()
+}
+
+// benchTopics is a backlog on the broker the benchmark runs against: kfake, or
+// the real cluster in $SLUICE_TEST_KAFKA (with unique topic names, since a real
+// cluster is shared).
+type benchTopics struct {
+	seeds       []string
+	source, dlq string
+	retries     []string
+}
+
+// benchBacklog creates the source, retry and dead-letter topics (6 partitions)
+// and produces n records to the source.
+func benchBacklog(tb testing.TB, n int) benchTopics {
+	tb.Helper()
+	k := testkafka.New(tb, kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(100*time.Millisecond))
+	base := "orders"
+	if k.Real() {
+		base = testkafka.UniqueTopic(tb, "bench")
+	}
+	t := benchTopics{seeds: k.Brokers, source: base, dlq: base + ".dlq",
+		retries: []string{base + ".retry.1", base + ".retry.2", base + ".retry.3"}}
+	k.CreateTopics(tb, benchPartitions, 0, nil, append([]string{t.source, t.dlq}, t.retries...)...)
+	produceBacklog(tb, t.seeds, t.source, n)
+	return t
+}
+
+// config is benchConfig on these topics.
+func (t benchTopics) config(group string) *workerconfig.Config {
+	cfg := benchConfig(t.seeds, group)
+	cfg.Source.Topic, cfg.Delivery.RetryTopics, cfg.Delivery.DeadLetterTopic = t.source, t.retries, t.dlq
+	return cfg
+}
+
+func produceBacklog(tb testing.TB, seeds []string, topic string, n int) {
+	tb.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))
 	if err != nil {
 		tb.Fatal(err)
@@ -59,7 +99,7 @@ func backlog(tb testing.TB, n int, extra ...string) (*kfake.Cluster, []string) {
 	var failed atomic.Value
 	wg.Add(n)
 	for i := range n {
-		cl.Produce(context.Background(), &kgo.Record{Topic: "orders", Key: []byte(strconv.Itoa(i)), Value: value}, func(_ *kgo.Record, err error) {
+		cl.Produce(context.Background(), &kgo.Record{Topic: topic, Key: []byte(strconv.Itoa(i)), Value: value}, func(_ *kgo.Record, err error) {
 			if err != nil {
 				failed.Store(err)
 			}
@@ -70,14 +110,13 @@ func backlog(tb testing.TB, n int, extra ...string) (*kfake.Cluster, []string) {
 	if err, _ := failed.Load().(error); err != nil {
 		tb.Fatal(err)
 	}
-	return c, seeds
 }
 
 // bareLoop consumes n records like a minimal franz-go application would: poll,
 // hand each partition's records to a goroutine running handle, commit, repeat.
-func bareLoop(tb testing.TB, seeds []string, group string, n int, handle func(*kgo.Record)) {
+func bareLoop(tb testing.TB, seeds []string, topic, group string, n int, handle func(*kgo.Record)) {
 	tb.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup(group), kgo.ConsumeTopics("orders"),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
 		kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(), kgo.FetchMaxWait(50*time.Millisecond),
 		kgo.SessionTimeout(3*time.Second), kgo.HeartbeatInterval(300*time.Millisecond))
 	if err != nil {
@@ -167,7 +206,7 @@ var groupSeq atomic.Int32
 func nextGroup() string { return fmt.Sprintf("bench-%d", groupSeq.Add(1)) }
 
 func BenchmarkThroughput(b *testing.B) {
-	_, seeds := backlog(b, benchRecords)
+	t := benchBacklog(b, benchRecords)
 	report := func(b *testing.B, total time.Duration) {
 		b.ReportMetric(float64(benchRecords)*float64(b.N)/total.Seconds(), "records/s")
 	}
@@ -175,7 +214,7 @@ func BenchmarkThroughput(b *testing.B) {
 		var total time.Duration
 		for range b.N {
 			start := time.Now()
-			bareLoop(b, seeds, nextGroup(), benchRecords, nil)
+			bareLoop(b, t.seeds, t.source, nextGroup(), benchRecords, nil)
 			total += time.Since(start)
 		}
 		report(b, total)
@@ -183,7 +222,7 @@ func BenchmarkThroughput(b *testing.B) {
 	b.Run("worker-log-sink", func(b *testing.B) {
 		var total time.Duration
 		for range b.N {
-			total += runWorker(b, benchConfig(seeds, nextGroup()), sink.NewLog(io.Discard, "JSON"), benchRecords)
+			total += runWorker(b, t.config(nextGroup()), sink.NewLog(io.Discard, "JSON"), benchRecords)
 		}
 		report(b, total)
 	})
@@ -195,7 +234,7 @@ func BenchmarkThroughput(b *testing.B) {
 //	go test ./worker -run '^$' -bench BenchmarkThroughputHTTP -benchtime 3x
 func BenchmarkThroughputHTTP(b *testing.B) {
 	const n = 20_000
-	_, seeds := backlog(b, n)
+	t := benchBacklog(b, n)
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 	}))
@@ -208,7 +247,7 @@ func BenchmarkThroughputHTTP(b *testing.B) {
 		var total time.Duration
 		for range b.N {
 			start := time.Now()
-			bareLoop(b, seeds, nextGroup(), n, func(r *kgo.Record) {
+			bareLoop(b, t.seeds, t.source, nextGroup(), n, func(r *kgo.Record) {
 				resp, err := client.Post(srv.URL, "application/octet-stream", strings.NewReader(string(r.Value)))
 				if err != nil {
 					b.Error(err)
@@ -224,7 +263,7 @@ func BenchmarkThroughputHTTP(b *testing.B) {
 	b.Run("worker-http-sink", func(b *testing.B) {
 		var total time.Duration
 		for range b.N {
-			cfg := benchConfig(seeds, nextGroup())
+			cfg := t.config(nextGroup())
 			total += runWorker(b, cfg, sink.NewHTTP(srv.URL, 5*time.Second), n)
 		}
 		report(b, total)
