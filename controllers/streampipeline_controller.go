@@ -207,7 +207,7 @@ func (r *StreamPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.RetryBackoffMax = 30 * time.Second
 	}
 	if r.MaxConcurrentReconciles == 0 {
-		r.MaxConcurrentReconciles = 8
+		r.MaxConcurrentReconciles = 32
 	}
 	if r.Registry == nil {
 		r.Registry = ctrlmetrics.Registry

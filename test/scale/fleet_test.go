@@ -141,7 +141,9 @@ func startOperator(b *testing.B, env *testenv.Env) int {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--metrics-bind-address=0", "--health-probe-bind-address=0", "--worker-image=sluice:bench")
+	args := []string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--worker-image=sluice:bench"}
+	args = append(args, strings.Fields(os.Getenv("SLUICE_BENCH_OPERATOR_FLAGS"))...) // e.g. --max-concurrent-reconciles=16
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kc)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
