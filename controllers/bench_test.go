@@ -53,6 +53,7 @@ func BenchmarkScaleUpReaction(b *testing.B) {
 		start := time.Now()
 		waitFor(b, 20*time.Second, func() bool { return replicasOf(ctx, sp) > 1 })
 		reactions = append(reactions, time.Since(start))
+		b.Logf("run %d: %s", i, reactions[len(reactions)-1])
 		if err := k8s.Delete(ctx, sp); err != nil {
 			b.Fatal(err)
 		}
