@@ -663,21 +663,7 @@ func TestBrokerFailureExactlyOnceKafkaSinkAcrossBrokerRestarts(t *testing.T) {
 	metrics := w.metrics()
 	w.stop()
 
-	seen := map[string]int{}
-	for _, r := range b.readCommitted("orders-out") {
-		seen[string(r.Value)]++
-	}
-	for _, r := range b.readCommitted("orders.dlq") {
-		seen[string(r.Value)]++
-	}
-	for i := range total {
-		if n := seen[string(value(i))]; n != 1 {
-			t.Errorf("%s seen %d times by a read_committed reader, want exactly once", value(i), n)
-		}
-	}
-	if len(seen) != total {
-		t.Errorf("%d distinct records in the output and DLQ, want %d", len(seen), total)
-	}
+	distinct := expectEachOnceReadCommitted(t, b, total, value)
 	t.Logf("%d records, each exactly once; %v duplicates skipped, %v producer resets",
-		len(seen), w.metric(metrics, metricRecords, `outcome="duplicate"`), w.metric(metrics, metricProducerResets, ""))
+		distinct, w.metric(metrics, metricRecords, `outcome="duplicate"`), w.metric(metrics, metricProducerResets, ""))
 }

@@ -162,17 +162,6 @@ func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- final.Wait() }()
 	restarts := 0
-	rows := func() (int, int64) {
-		var n int
-		var sum *int64
-		if err := conn.QueryRow(context.Background(), "SELECT count(*), sum((payload->>'n')::bigint) FROM orders").Scan(&n, &sum); err != nil {
-			t.Fatal(err)
-		}
-		if sum == nil {
-			return n, 0
-		}
-		return n, *sum
-	}
 	deadline := time.Now().Add(180 * time.Second)
 	for {
 		select {
@@ -183,7 +172,7 @@ func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
 			go func() { exited <- final.Wait() }()
 		default:
 		}
-		n, _ := rows()
+		n, _ := rowStats(t, conn)
 		if n >= wantRows && len(poisonInDLQ(b)) >= wantPoison {
 			break
 		}
@@ -215,7 +204,7 @@ func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
 		t.Errorf("the worker did not exit cleanly on SIGTERM: %v", err)
 	}
 
-	n, sum := rows()
+	n, sum := rowStats(t, conn)
 	if n != wantRows || sum != wantSum {
 		t.Errorf("PostgreSQL holds %d rows (sum %d), want %d (sum %d): every good record exactly once", n, sum, wantRows, wantSum)
 	}

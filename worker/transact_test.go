@@ -112,6 +112,15 @@ func TestExactlyOnceKafkaSinkSurvivesCrashes(t *testing.T) {
 		t.Errorf("the worker did not exit cleanly on SIGTERM: %v\n%s", err, tail(log, 3000))
 	}
 
+	distinct := expectEachOnceReadCommitted(t, b, total, value)
+	t.Logf("%d SIGKILLs; %d records, each exactly once", kills, distinct)
+}
+
+// expectEachOnceReadCommitted reads the output topic and the DLQ with
+// read_committed and checks that each of the total records (value(i)) is there
+// exactly once; it returns how many distinct records it saw.
+func expectEachOnceReadCommitted(t *testing.T, b *broker, total int, value func(int) []byte) int {
+	t.Helper()
 	seen := map[string]int{}
 	for _, r := range b.readCommitted("orders-out") {
 		seen[string(r.Value)]++
@@ -120,12 +129,12 @@ func TestExactlyOnceKafkaSinkSurvivesCrashes(t *testing.T) {
 		seen[string(r.Value)]++
 	}
 	for i := range total {
-		if seen[string(value(i))] != 1 {
-			t.Errorf("%s seen %d times by a read_committed reader, want exactly once", value(i), seen[string(value(i))])
+		if n := seen[string(value(i))]; n != 1 {
+			t.Errorf("%s seen %d times by a read_committed reader, want exactly once", value(i), n)
 		}
 	}
 	if len(seen) != total {
 		t.Errorf("%d distinct records in the output and DLQ, want %d", len(seen), total)
 	}
-	t.Logf("%d SIGKILLs; %d records, each exactly once", kills, len(seen))
+	return len(seen)
 }
