@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -45,20 +44,7 @@ func postgresDB(t testing.TB) (string, *pgx.Conn) {
 	pgDBs++
 	name := fmt.Sprintf("worker_%d", pgDBs)
 	pgMu.Unlock()
-	ctx := context.Background()
-	dsn, err := pgServer.CreateDatabase(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(ctx) })
-	if _, err := conn.Exec(ctx, "CREATE TABLE orders (id text PRIMARY KEY, payload jsonb NOT NULL)"); err != nil {
-		t.Fatal(err)
-	}
-	return dsn, conn
+	return pgServer.NewDatabase(t, name, "CREATE TABLE orders (id text PRIMARY KEY, payload jsonb NOT NULL)")
 }
 
 func TestMain(m *testing.M) {

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -111,6 +112,28 @@ func (s *Server) CreateDatabase(ctx context.Context, name string) (string, error
 		return "", err
 	}
 	return s.DSN(name), nil
+}
+
+// NewDatabase gives a test a fresh database named name with the statements ddl
+// run in it, and a connection to it that is closed when the test ends.
+func (s *Server) NewDatabase(tb testing.TB, name string, ddl ...string) (dsn string, conn *pgx.Conn) {
+	tb.Helper()
+	ctx := context.Background()
+	dsn, err := s.CreateDatabase(ctx, name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	conn, err = pgx.Connect(ctx, dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = conn.Close(ctx) })
+	for _, stmt := range ddl {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return dsn, conn
 }
 
 // Stop stops the server at once and removes its files.

@@ -23,20 +23,8 @@ const group = "shop.orders"
 // two rows, so these tests don't lean on ON CONFLICT for their proof.
 func newEvents(t *testing.T) (string, *pgx.Conn) {
 	t.Helper()
-	ctx := context.Background()
-	dsn, err := pg.CreateDatabase(ctx, fmt.Sprintf("sink_%d", dbSeq.Add(1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(ctx) })
-	if _, err := conn.Exec(ctx, "CREATE TABLE events (id text NOT NULL, payload jsonb NOT NULL)"); err != nil {
-		t.Fatal(err)
-	}
-	return dsn, conn
+	return pg.NewDatabase(t, fmt.Sprintf("sink_%d", dbSeq.Add(1)),
+		"CREATE TABLE events (id text NOT NULL, payload jsonb NOT NULL)")
 }
 
 func openExactlyOnce(t *testing.T, dsn string) *sink.Postgres {

@@ -35,20 +35,8 @@ var dbSeq atomic.Int32
 // payload <payloadType>).
 func newTable(t *testing.T, payloadType string) (dsn string, conn *pgx.Conn) {
 	t.Helper()
-	ctx := context.Background()
-	dsn, err := pg.CreateDatabase(ctx, fmt.Sprintf("sink_%d", dbSeq.Add(1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err = pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(ctx) })
-	if _, err := conn.Exec(ctx, "CREATE TABLE orders (id text PRIMARY KEY, payload "+payloadType+" NOT NULL)"); err != nil {
-		t.Fatal(err)
-	}
-	return dsn, conn
+	return pg.NewDatabase(t, fmt.Sprintf("sink_%d", dbSeq.Add(1)),
+		"CREATE TABLE orders (id text PRIMARY KEY, payload "+payloadType+" NOT NULL)")
 }
 
 // openPostgres opens the sink on table orders' columns id and payload.
