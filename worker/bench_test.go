@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sluice-dev/sluice/internal/procstat"
 	"github.com/sluice-dev/sluice/internal/testkafka"
 	"github.com/sluice-dev/sluice/internal/workerconfig"
 	"github.com/sluice-dev/sluice/worker/sink"
@@ -344,21 +345,11 @@ func sampleValue(body, prefix string) float64 {
 
 // peakRSS reads VmHWM (peak resident set size) of a process, in bytes.
 func peakRSS(tb testing.TB, pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := procstat.PeakRSS(pid)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	tb.Fatal("no VmHWM in /proc status")
-	return 0
+	return n
 }
 
 // BenchmarkThroughputExactlyOnce compares ExactlyOnce with AtLeastOnce delivery
