@@ -5,6 +5,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/kafka"
@@ -67,12 +68,7 @@ func desiredReplicas(s *scope, current *int32) int32 {
 	if sp.Spec.Suspend || s.scaleDecision == nil {
 		return replicasWithoutLag(sp, current)
 	}
-	hi := sp.Spec.Scaling.EffectiveMaxReplicas()
-	if p := sp.Status.Partitions; p != nil && *p > 0 {
-		hi = min(hi, *p)
-	}
-	lo := min(sp.Spec.Scaling.EffectiveMinReplicas(), hi)
-	return min(max(s.scaleDecision.Desired, lo), hi)
+	return observeParamsOf(sp).policy.Within(s.scaleDecision.Desired, ptr.Deref(sp.Status.Partitions, 0))
 }
 
 // recordScale writes status.lastScale when this reconcile changed the count.

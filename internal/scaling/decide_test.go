@@ -378,3 +378,20 @@ func BenchmarkDecide(b *testing.B) {
 		i++
 	}
 }
+
+func TestWithinKeepsToTheDecisionBounds(t *testing.T) {
+	p := Policy{Min: 2, Max: 10, LagThreshold: 100, MaxScaleUpStep: 4}
+	for _, tc := range []struct {
+		n, partitions, want int32
+	}{
+		{n: 0, partitions: 0, want: 2},   // below min
+		{n: 12, partitions: 0, want: 10}, // above max
+		{n: 8, partitions: 6, want: 6},   // partitions cap
+		{n: 1, partitions: 1, want: 1},   // the cap wins over min
+		{n: 5, partitions: 6, want: 5},
+	} {
+		if got := p.Within(tc.n, tc.partitions); got != tc.want {
+			t.Errorf("Within(%d, %d partitions) = %d, want %d", tc.n, tc.partitions, got, tc.want)
+		}
+	}
+}

@@ -57,3 +57,10 @@ func (p Policy) bounds(partitions int32) bounds {
 func (b bounds) clamp(n int64) int32 {
 	return int32(min(max(n, int64(b.lo)), int64(b.hi)))
 }
+
+// Within moves n into the policy's bounds for a topic of the given partition
+// count (0 = unknown): the same bounds Decide keeps to. The operator applies it
+// to the latest decision when the spec's bounds changed after that decision.
+func (p Policy) Within(n, partitions int32) int32 {
+	return p.normalized().bounds(partitions).clamp(int64(n))
+}
