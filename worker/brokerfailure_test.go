@@ -142,6 +142,26 @@ func (w workload) createSequences(t *testing.T, conn *pgx.Conn) {
 	}
 }
 
+// waitAllArrived waits until PostgreSQL holds every good record of wl, the DLQ
+// every pill, and the group has committed every source record, checking on the
+// worker meanwhile; past limit it dumps the worker's state and fails.
+func waitAllArrived(t *testing.T, w *supervised, b *broker, conn *pgx.Conn, wl workload, limit time.Duration, when string) {
+	t.Helper()
+	wantRows, _, wantPills := wl.want()
+	deadline := time.Now().Add(limit)
+	for {
+		w.check()
+		n, _ := rowStats(t, conn)
+		if n >= wantRows && len(poisonInDLQ(b)) >= wantPills && sumCommitted(b.committed("test.orders"), "orders") == int64(wl.total) {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.dump("%s%d of %d rows, %d of %d pills dead-lettered, commits %v after %v", when, n, wantRows, len(poisonInDLQ(b)), wantPills, b.committed("test.orders"), limit)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
 // rowStats returns the row count and sum of n in orders.
 func rowStats(t *testing.T, conn *pgx.Conn) (int, int64) {
 	t.Helper()
@@ -351,7 +371,7 @@ func TestBrokerFailureLeaderKilledWhileConsumingAndParking(t *testing.T) {
 	dsnFile, conn := ordersDB(t)
 	wl := workload{total: 20_000, poisonEvery: 500, flakyEvery: 1000}
 	wl.createSequences(t, conn)
-	wantRows, wantSum, wantPills := wl.want()
+	wantRows, wantSum, _ := wl.want()
 	cfg := failureConfig(t, b)
 	cfg.Sink = workerconfig.Sink{Postgres: &workerconfig.PostgresSink{DSNFile: dsnFile, Table: "orders", KeyColumn: "id", PayloadColumn: "payload"}}
 	w := supervise(t, newWorkerProcess(t, cfg), cfg.Server.Port)
@@ -390,18 +410,7 @@ func TestBrokerFailureLeaderKilledWhileConsumingAndParking(t *testing.T) {
 	<-produced
 	t.Logf("%v: all %d records produced", time.Since(start).Round(time.Millisecond), wl.total)
 
-	deadline := time.Now().Add(180 * time.Second)
-	for {
-		w.check()
-		n, _ := rowStats(t, conn)
-		if n >= wantRows && len(poisonInDLQ(b)) >= wantPills && sumCommitted(b.committed("test.orders"), "orders") == int64(wl.total) {
-			break
-		}
-		if time.Now().After(deadline) {
-			w.dump("%d of %d rows, %d of %d pills dead-lettered, commits %v after 180s", n, wantRows, len(poisonInDLQ(b)), wantPills, b.committed("test.orders"))
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
+	waitAllArrived(t, w, b, conn, wl, 180*time.Second, "")
 	t.Logf("%v: everything arrived", time.Since(start).Round(time.Millisecond))
 	metrics := w.metrics()
 	eventually(t, 30*time.Second, "the retry topics drained and committed", func() bool {
@@ -449,7 +458,7 @@ func TestBrokerFailureTwoBrokersDownPausesWithoutLoss(t *testing.T) {
 	b.createTopicsWith(3, failureTopics, allTopics...)
 	dsnFile, conn := ordersDB(t)
 	wl := workload{total: 3000, poisonEvery: 60}
-	wantRows, wantSum, wantPills := wl.want()
+	wantRows, wantSum, _ := wl.want()
 	b.produce("orders", 0, wl.total, func(i int, r *kgo.Record) { r.Value = wl.value(i) })
 	// Where each record is: poison pills by partition and offset.
 	type at struct {
@@ -574,18 +583,7 @@ func TestBrokerFailureTwoBrokersDownPausesWithoutLoss(t *testing.T) {
 	}
 	back := time.Now()
 	t.Logf("nodes %v back after %v", stop, back.Sub(start).Round(time.Millisecond))
-	deadline := time.Now().Add(120 * time.Second)
-	for {
-		w.check()
-		n, _ := rowStats(t, conn)
-		if n >= wantRows && len(poisonInDLQ(b)) >= wantPills && sumCommitted(b.committed("test.orders"), "orders") == int64(wl.total) {
-			break
-		}
-		if time.Now().After(deadline) {
-			w.dump("after the brokers returned: %d of %d rows, %d of %d pills, commits %v in 120s", n, wantRows, len(poisonInDLQ(b)), wantPills, b.committed("test.orders"))
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
+	waitAllArrived(t, w, b, conn, wl, 120*time.Second, "after the brokers returned: ")
 	t.Logf("recovered: everything arrived %v after the brokers returned", time.Since(back).Round(time.Millisecond))
 	eventually(t, 10*time.Second, "no partition paused", func() bool { return w.metric(w.metrics(), metricPaused, "") == 0 })
 	w.stop()
