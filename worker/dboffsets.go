@@ -98,7 +98,7 @@ func (w *Worker) processPartitionTx(stopCtx, procCtx context.Context, recs []*kg
 			}
 			var key string
 			if err == nil {
-				key, err = idempotencyKey(w.cfg.IdempotencyKey, r, info.origin)
+				key, err = configuredKey(w.cfg.IdempotencyKey, r)
 			}
 			msgs[j] = newMessage(r, info, key)
 			if err != nil {

@@ -11,14 +11,16 @@ import (
 	"github.com/sluice-dev/sluice/worker/failure"
 )
 
-// idempotencyKey derives the key that makes a redelivery a no-op at the sink. The
-// default is the record's coordinates in the source topic, which survive retries
-// (the origin headers). A record without the configured header or JSON field,
-// or with a value that isn't JSON, is a poison pill.
-func idempotencyKey(spec *workerconfig.IdempotencyKey, r *kgo.Record, o origin) (string, error) {
+// configuredKey reads the idempotency key the pipeline configures from a
+// record. Without a configuration it returns "": the default key, the record's
+// coordinates in the source topic (which survive retries through the origin
+// headers), is formatted by sink.Record only when a sink needs it. A record
+// without the configured header or JSON field, or with a value that isn't JSON,
+// is a poison pill.
+func configuredKey(spec *workerconfig.IdempotencyKey, r *kgo.Record) (string, error) {
 	switch {
 	case spec == nil:
-		return o.topic + "/" + strconv.FormatInt(int64(o.partition), 10) + "/" + strconv.FormatInt(o.offset, 10), nil
+		return "", nil
 	case spec.Header != "":
 		for _, h := range r.Headers {
 			if h.Key == spec.Header && len(h.Value) > 0 {

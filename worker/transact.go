@@ -150,7 +150,7 @@ func (w *Worker) transformInTransaction(ctx context.Context, sess *kgo.GroupTran
 		id := r.Topic + "/" + strconv.FormatInt(int64(r.Partition), 10) + "/" + strconv.FormatInt(r.Offset, 10)
 		info, err := decodeFailureInfo(r)
 		if err == nil {
-			_, err = idempotencyKey(w.cfg.IdempotencyKey, r, info.origin)
+			_, err = configuredKey(w.cfg.IdempotencyKey, r)
 		}
 		if err == nil {
 			err = poisoned[id]

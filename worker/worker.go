@@ -483,7 +483,7 @@ type message struct {
 
 func newMessage(r *kgo.Record, info failureInfo, key string) message {
 	return message{rec: r, info: info, sink: sink.Record{
-		IdempotencyKey: key, Rec: r, OriginalTimestamp: info.origin.timestamp,
+		ConfiguredKey: key, Rec: r, OriginalTimestamp: info.origin.timestamp,
 		Origin: sink.Origin{Topic: info.origin.topic, Partition: info.origin.partition, Offset: info.origin.offset},
 	}}
 }
@@ -516,7 +516,7 @@ func (w *Worker) processPartition(stopCtx, procCtx context.Context, recs []*kgo.
 				dueAt = info.dueAt
 				break
 			}
-			key, err := idempotencyKey(w.cfg.IdempotencyKey, r, info.origin)
+			key, err := configuredKey(w.cfg.IdempotencyKey, r)
 			if err != nil {
 				w.parkAlone(&msgs[i], r, info, err, now)
 				continue

@@ -63,7 +63,7 @@ func (h *HTTP) post(ctx context.Context, r *Record) error {
 	if err != nil {
 		return failure.Poison(err)
 	}
-	req.Header.Set(HeaderIdempotencyKey, r.IdempotencyKey)
+	req.Header.Set(HeaderIdempotencyKey, r.IdempotencyKey())
 	req.Header.Set("Content-Type", "application/octet-stream")
 	for _, kv := range r.Rec.Headers {
 		if name, ok := forwardedHeaders[kv.Key]; ok {

@@ -48,7 +48,7 @@ func TestHTTPSendsTheKeyAndTraceAndTimesOut(t *testing.T) {
 	}))
 	defer srv.Close()
 	s := sink.NewHTTP(srv.URL, 100*time.Millisecond)
-	rec := &sink.Record{IdempotencyKey: "orders/0/7", Rec: &kgo.Record{Value: []byte("{}"), Headers: []kgo.RecordHeader{
+	rec := &sink.Record{ConfiguredKey: "orders/0/7", Rec: &kgo.Record{Value: []byte("{}"), Headers: []kgo.RecordHeader{
 		{Key: "traceparent", Value: []byte("00-aa-bb-01")}, {Key: "content-type", Value: []byte("application/json")},
 	}}}
 	if err := s.Write(context.Background(), []*sink.Record{rec})[0]; err != nil {
@@ -57,7 +57,7 @@ func TestHTTPSendsTheKeyAndTraceAndTimesOut(t *testing.T) {
 	if got.Get("Idempotency-Key") != "orders/0/7" || got.Get("Traceparent") != "00-aa-bb-01" || got.Get("Content-Type") != "application/json" {
 		t.Errorf("headers = %v", got)
 	}
-	rec.IdempotencyKey = "slow"
+	rec.ConfiguredKey = "slow"
 	if err := s.Write(context.Background(), []*sink.Record{rec})[0]; failure.ClassOf(err) != failure.ClassTransient {
 		t.Errorf("timeout → %v, want transient", err)
 	}

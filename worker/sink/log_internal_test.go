@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -35,4 +36,37 @@ func replaceEachInvalidByte(s string) string {
 		i += size
 	}
 	return b.String()
+}
+
+// The cached timestamp formatting prints exactly what time.RFC3339Nano does,
+// for any instant and any sequence of instants (the cache holds the last
+// second).
+func FuzzTimestampCacheMatchesRFC3339Nano(f *testing.F) {
+	for _, seed := range [][3]int64{
+		{1_764_000_000, 0, 0},                     // whole second
+		{1_764_000_000, 120_000_000, 5},           // trailing zeros trimmed
+		{1_764_000_000, 123_456_789, 999_999_999}, // same second, then the next
+		{-1, 1, 0},              // before 1970
+		{-62_135_596_800, 0, 1}, // year 1 (time.Time{})
+		{253_402_300_800, 5, 0}, // year 10000: not cached
+	} {
+		f.Add(seed[0], seed[1], seed[2])
+	}
+	var c timestampCache
+	f.Fuzz(func(t *testing.T, sec, nsec, nextNsec int64) {
+		nsec, nextNsec = abs(nsec)%1e9, abs(nextNsec)%1e9
+		for _, ts := range []time.Time{time.Unix(sec, nsec), time.Unix(sec, nextNsec), time.Unix(sec+1, nsec).In(time.FixedZone("x", 3600))} {
+			got := string(c.appendRFC3339Nano([]byte("prefix "), ts))
+			if want := "prefix " + ts.UTC().Format(time.RFC3339Nano); got != want {
+				t.Fatalf("%v: got %q, want %q", ts, got, want)
+			}
+		}
+	})
+}
+
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
 }

@@ -96,7 +96,7 @@ const uniqueKeySQL = `SELECT EXISTS (SELECT FROM pg_index i JOIN pg_attribute a 
 func (p *Postgres) args(recs []*Record) (keys []string, payload any) {
 	keys = make([]string, len(recs))
 	for i, r := range recs {
-		keys[i] = r.IdempotencyKey
+		keys[i] = r.IdempotencyKey()
 	}
 	if p.bytea {
 		vals := make([][]byte, len(recs))

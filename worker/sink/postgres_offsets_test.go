@@ -42,9 +42,9 @@ func sourceRecs(from, to int64) []*sink.Record {
 	var out []*sink.Record
 	for o := from; o < to; o++ {
 		out = append(out, &sink.Record{
-			IdempotencyKey: fmt.Sprintf("r-%d", o),
-			Rec:            &kgo.Record{Topic: "orders", Partition: 0, Offset: o, Value: fmt.Appendf(nil, `{"n":%d}`, o)},
-			Origin:         sink.Origin{Topic: "orders", Partition: 0, Offset: o},
+			ConfiguredKey: fmt.Sprintf("r-%d", o),
+			Rec:           &kgo.Record{Topic: "orders", Partition: 0, Offset: o, Value: fmt.Appendf(nil, `{"n":%d}`, o)},
+			Origin:        sink.Origin{Topic: "orders", Partition: 0, Offset: o},
 		})
 	}
 	return out
@@ -53,9 +53,9 @@ func sourceRecs(from, to int64) []*sink.Record {
 // retryCopy is a copy of source record origin at offset o of orders.retry.1[0].
 func retryCopy(o, origin int64) *sink.Record {
 	return &sink.Record{
-		IdempotencyKey: fmt.Sprintf("r-%d", origin),
-		Rec:            &kgo.Record{Topic: "orders.retry.1", Partition: 0, Offset: o, Value: fmt.Appendf(nil, `{"n":%d}`, origin)},
-		Origin:         sink.Origin{Topic: "orders", Partition: 0, Offset: origin},
+		ConfiguredKey: fmt.Sprintf("r-%d", origin),
+		Rec:           &kgo.Record{Topic: "orders.retry.1", Partition: 0, Offset: o, Value: fmt.Appendf(nil, `{"n":%d}`, origin)},
+		Origin:        sink.Origin{Topic: "orders", Partition: 0, Offset: origin},
 	}
 }
 

@@ -53,7 +53,7 @@ func openPostgres(t *testing.T, dsn, table string) *sink.Postgres {
 func records(values ...string) []*sink.Record {
 	out := make([]*sink.Record, len(values))
 	for i, v := range values {
-		out[i] = &sink.Record{IdempotencyKey: fmt.Sprintf("k%d", i), Rec: &kgo.Record{Value: []byte(v)}}
+		out[i] = &sink.Record{ConfiguredKey: fmt.Sprintf("k%d", i), Rec: &kgo.Record{Value: []byte(v)}}
 	}
 	return out
 }

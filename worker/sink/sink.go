@@ -6,17 +6,20 @@ package sink
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/propagation"
 )
 
-// Record is what a sink sees: the source record plus the idempotency key that
-// makes a redelivery a no-op.
+// Record is what a sink sees: the source record plus what identifies it across
+// redeliveries and retries (IdempotencyKey).
 type Record struct {
-	// IdempotencyKey is stable across redeliveries and retries.
-	IdempotencyKey string
+	// ConfiguredKey is the idempotency key taken from a header or a JSON field
+	// of the value, when the pipeline configures one; empty for the default key
+	// (Origin's coordinates), which is only formatted when a sink asks for it.
+	ConfiguredKey string
 	// Rec is the consumed record (for retried records, the retry topic's copy;
 	// key, value and the original headers are unchanged).
 	Rec *kgo.Record
@@ -28,6 +31,28 @@ type Record struct {
 	// Trace is the context of the record's process span when tracing is on
 	// (nil otherwise): sinks propagate it downstream.
 	Trace context.Context
+}
+
+// IdempotencyKey is the key that makes a redelivery a no-op: the configured
+// key, or "<topic>/<partition>/<offset>" of the record in the source topic.
+// Both are stable across redeliveries and retries.
+func (r *Record) IdempotencyKey() string {
+	if r.ConfiguredKey != "" {
+		return r.ConfiguredKey
+	}
+	return string(r.AppendIdempotencyKey(make([]byte, 0, len(r.Origin.Topic)+24)))
+}
+
+// AppendIdempotencyKey appends IdempotencyKey to b without building a string.
+func (r *Record) AppendIdempotencyKey(b []byte) []byte {
+	if r.ConfiguredKey != "" {
+		return append(b, r.ConfiguredKey...)
+	}
+	b = append(b, r.Origin.Topic...)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, int64(r.Origin.Partition), 10)
+	b = append(b, '/')
+	return strconv.AppendInt(b, r.Origin.Offset, 10)
 }
 
 // TracePropagator encodes trace context in W3C headers (traceparent,
