@@ -72,8 +72,10 @@ func (w *Worker) offsetsFromDB(ctx context.Context, offsets map[string]map[int32
 // yet due, backpressure, a failed park, a fence); settle rewinds to there.
 func (w *Worker) processPartitionTx(stopCtx, procCtx context.Context, recs []*kgo.Record) time.Time {
 	maxBatch := w.snk.MaxBatch()
-	msgs := make([]message, len(recs))
-	chunk := make([]*message, 0, min(len(recs), max(maxBatch, 1)))
+	mem := getBatchMemory(len(recs))
+	defer mem.release()
+	msgs, chunk := mem.msgs, mem.chunk
+	retryAttempts := w.attempts[recs[0].Topic] // one partition: one topic
 	for i := 0; i < len(recs); {
 		if stopCtx.Err() != nil {
 			return time.Time{}
@@ -88,8 +90,8 @@ func (w *Worker) processPartitionTx(stopCtx, procCtx context.Context, recs []*kg
 			if err != nil {
 				info, err = failureInfo{origin: origin{r.Topic, r.Partition, r.Offset, r.Timestamp}}, failure.Poison(err)
 			} else {
-				if info.attempt == 0 && w.attempts[r.Topic] > 0 {
-					info.attempt = w.attempts[r.Topic] // a foreign record in a retry topic
+				if info.attempt == 0 && retryAttempts > 0 {
+					info.attempt = retryAttempts // a foreign record in a retry topic
 				}
 				if info.dueAt.After(now) {
 					dueAt = info.dueAt

@@ -24,7 +24,11 @@ type tracker struct {
 }
 
 type partitionTrack struct {
-	inflight []trackedRecord // in fetch order
+	// inflight holds the records in fetch order; those before head are
+	// finished and only wait to be reused (the slice's memory is kept from poll
+	// to poll instead of being allocated again).
+	inflight []trackedRecord
+	head     int
 	// commit is the next offset to commit (-1: nothing finished yet), with the
 	// leader epoch of the record that produced it.
 	commit     int64
@@ -60,20 +64,54 @@ func (t *tracker) start(recs []*kgo.Record) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	pt := t.part(tp{recs[0].Topic, recs[0].Partition})
+	pt.compact()
 	for _, r := range recs {
 		pt.inflight = append(pt.inflight, trackedRecord{rec: r})
 	}
 }
 
-// doneAll marks records finished under one lock (a delivered chunk).
+// compact moves the unfinished records to the front of the slice's memory.
+func (pt *partitionTrack) compact() {
+	if pt.head == 0 {
+		return
+	}
+	n := copy(pt.inflight, pt.inflight[pt.head:])
+	clear(pt.inflight[n:]) // no references to finished records
+	pt.inflight, pt.head = pt.inflight[:n], 0
+}
+
+// unfinished returns the records not yet finished (and those finished out of
+// order after the first unfinished one).
+func (pt *partitionTrack) unfinished() []trackedRecord { return pt.inflight[pt.head:] }
+
+// doneAll marks records finished under one lock (a delivered chunk: one
+// partition's records in fetch order, which makes finding them cheap).
 func (t *tracker) doneAll(recs []*kgo.Record) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
+	var pt *partitionTrack
+	var cur tp
+	from := 0
 	for _, r := range recs {
-		if t.doneLocked(r) {
+		if pt == nil || r.Partition != cur.partition || r.Topic != cur.topic {
+			if pt != nil {
+				pt.advance()
+			}
+			cur = tp{r.Topic, r.Partition}
+			if pt = t.parts[cur]; pt == nil {
+				continue // revoked meanwhile; its next owner re-reads
+			}
+			from = pt.head
+		}
+		if i := pt.find(r, from); i >= 0 {
+			pt.inflight[i].done = true
+			from = i + 1
 			n++
 		}
+	}
+	if pt != nil {
+		pt.advance()
 	}
 	return n
 }
@@ -83,28 +121,47 @@ func (t *tracker) doneAll(recs []*kgo.Record) int {
 func (t *tracker) done(r *kgo.Record) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.doneLocked(r)
-}
-
-func (t *tracker) doneLocked(r *kgo.Record) bool {
 	pt := t.parts[tp{r.Topic, r.Partition}]
 	if pt == nil {
 		return false // the partition was revoked meanwhile; its next owner re-reads
 	}
-	found := false
-	for i := range pt.inflight {
-		if pt.inflight[i].rec == r && !pt.inflight[i].done {
-			pt.inflight[i].done, found = true, true
-			break
+	i := pt.find(r, pt.head)
+	if i < 0 {
+		return false
+	}
+	pt.inflight[i].done = true
+	pt.advance()
+	return true
+}
+
+// find returns the index of r among the unfinished records, looking from
+// index from on first (where the next record of an in-order chunk is), or -1.
+func (pt *partitionTrack) find(r *kgo.Record, from int) int {
+	match := func(i int) bool { return pt.inflight[i].rec == r && !pt.inflight[i].done }
+	for i := from; i < len(pt.inflight); i++ {
+		if match(i) {
+			return i
 		}
 	}
-	n := 0
-	for n < len(pt.inflight) && pt.inflight[n].done {
-		pt.commit, pt.epoch = pt.inflight[n].rec.Offset+1, pt.inflight[n].rec.LeaderEpoch
-		n++
+	for i := pt.head; i < from && i < len(pt.inflight); i++ {
+		if match(i) {
+			return i
+		}
 	}
-	pt.inflight = pt.inflight[n:]
-	return found
+	return -1
+}
+
+// advance moves the commit point over the finished prefix.
+func (pt *partitionTrack) advance() {
+	for pt.head < len(pt.inflight) && pt.inflight[pt.head].done {
+		r := pt.inflight[pt.head].rec
+		pt.commit, pt.epoch = r.Offset+1, r.LeaderEpoch
+		pt.head++
+	}
+	if pt.head == len(pt.inflight) {
+		clear(pt.inflight)
+		pt.inflight, pt.head = pt.inflight[:0], 0
+	}
 }
 
 // firstUnfinished returns, for every partition with unfinished records, the
@@ -115,8 +172,8 @@ func (t *tracker) firstUnfinished() map[tp]int64 {
 	defer t.mu.Unlock()
 	out := map[tp]int64{}
 	for p, pt := range t.parts {
-		if len(pt.inflight) > 0 {
-			out[p] = pt.inflight[0].rec.Offset
+		if u := pt.unfinished(); len(u) > 0 {
+			out[p] = u[0].rec.Offset
 		}
 	}
 	return out
@@ -132,13 +189,19 @@ func (t *tracker) forgetUnfinished(p tp) int {
 	if pt == nil {
 		return 0
 	}
+	n := pt.countUnfinished()
+	clear(pt.inflight)
+	pt.inflight, pt.head = pt.inflight[:0], 0
+	return n
+}
+
+func (pt *partitionTrack) countUnfinished() int {
 	n := 0
-	for _, r := range pt.inflight {
+	for _, r := range pt.unfinished() {
 		if !r.done {
 			n++
 		}
 	}
-	pt.inflight = nil
 	return n
 }
 
@@ -223,11 +286,7 @@ func (t *tracker) drop(parts map[string][]int32) int {
 	for topic, ps := range parts {
 		for _, p := range ps {
 			if pt := t.parts[tp{topic, p}]; pt != nil {
-				for _, r := range pt.inflight {
-					if !r.done {
-						n++
-					}
-				}
+				n += pt.countUnfinished()
 			}
 			delete(t.parts, tp{topic, p})
 		}

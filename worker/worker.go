@@ -493,8 +493,10 @@ func newMessage(r *kgo.Record, info failureInfo, key string) message {
 // stay unfinished; settle rewinds the partition to the first of them.
 func (w *Worker) processPartition(stopCtx, procCtx context.Context, recs []*kgo.Record) time.Time {
 	maxBatch := w.snk.MaxBatch()
-	chunk := make([]*message, 0, min(len(recs), max(maxBatch, 1)))
-	msgs := make([]message, len(recs)) // one allocation per partition batch, not per record
+	mem := getBatchMemory(len(recs))
+	defer mem.release()
+	msgs, chunk := mem.msgs, mem.chunk
+	retryAttempts := w.attempts[recs[0].Topic] // one partition: one topic
 	for i := 0; i < len(recs); {
 		if stopCtx.Err() != nil {
 			return time.Time{} // shutting down: the rest is left for the next owner
@@ -509,8 +511,8 @@ func (w *Worker) processPartition(stopCtx, procCtx context.Context, recs []*kgo.
 				w.parkAlone(&msgs[i], r, failureInfo{origin: origin{r.Topic, r.Partition, r.Offset, r.Timestamp}}, failure.Poison(err), now)
 				continue
 			}
-			if info.attempt == 0 && w.attempts[r.Topic] > 0 {
-				info.attempt = w.attempts[r.Topic] // a foreign record in a retry topic
+			if info.attempt == 0 && retryAttempts > 0 {
+				info.attempt = retryAttempts // a foreign record in a retry topic
 			}
 			if info.dueAt.After(now) {
 				dueAt = info.dueAt
