@@ -355,8 +355,8 @@ func (w *Worker) newProducer() (*kgo.Client, error) {
 // Fetch sizes: enough read-ahead to keep the sink busy, small enough to keep a
 // worker's memory flat under any backlog (see BENCHMARKS.md).
 const (
-	fetchMaxBytes          = 4 << 20
-	fetchMaxPartitionBytes = 1 << 20
+	fetchMaxBytes          = 1 << 20
+	fetchMaxPartitionBytes = 256 << 10
 )
 
 // producerMetadataMinAge bounds how long a retriable produce error waits for
