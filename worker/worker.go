@@ -85,6 +85,7 @@ type Worker struct {
 	snk            sink.Sink
 	sinkRef        atomic.Pointer[sink.Sink]
 	joined         atomic.Bool
+	committing     atomic.Bool // an asynchronous commit is on its way
 	tracker        *tracker
 	limiter        *limiter
 	breaker        *gobreaker.TwoStepCircuitBreaker[struct{}]
@@ -754,35 +755,57 @@ func (w *Worker) settle(ctx context.Context, pauses map[tp]time.Time) {
 			w.pause(p, until)
 		}
 	}
-	w.commit(ctx, w.tracker.committable())
+	w.commitAsync(ctx, w.tracker.committable())
 }
 
-// commit commits offsets, giving up after the delivery timeout: a commit the
-// coordinator can't take now (it moved, it is loading) is retried with the next
-// round's offsets instead of holding the poll loop, and with it the group.
+// commitAsync starts committing offsets and returns: the next poll's records
+// are handled while the commit travels (a synchronous commit per poll was a
+// quarter of the loop's time, see BENCHMARKS.md). One commit is on its way at
+// a time; while it is, the finished offsets wait for the next round, which
+// commits the newer ones. Revocation and shutdown commit synchronously, after
+// any commit still on its way (kgo keeps commits in order).
+func (w *Worker) commitAsync(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) {
+	if len(offsets) == 0 || !w.committing.CompareAndSwap(false, true) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, deliveryTimeout(w.cfg.Consumer.MaxPollInterval.Duration))
+	w.client.CommitOffsets(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		defer w.committing.Store(false)
+		defer cancel()
+		w.committedOrNot(offsets, resp, err)
+	})
+}
+
+// commit commits offsets and waits, giving up after the delivery timeout: a
+// commit the coordinator can't take now (it moved, it is loading) is retried
+// with the next round's offsets instead of holding the poll loop, and with it
+// the group.
 func (w *Worker) commit(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) {
 	if len(offsets) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, deliveryTimeout(w.cfg.Consumer.MaxPollInterval.Duration))
 	defer cancel()
-	var commitErr error
 	w.client.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
-		if err != nil {
-			commitErr = err
-			return
-		}
+		w.committedOrNot(offsets, resp, err)
+	})
+}
+
+// committedOrNot takes a commit's outcome: the tracker learns what was
+// committed; a failure is counted and logged, and the next round commits again.
+func (w *Worker) committedOrNot(offsets map[string]map[int32]kgo.EpochOffset, resp *kmsg.OffsetCommitResponse, err error) {
+	if err == nil {
 		for _, t := range resp.Topics {
 			for _, p := range t.Partitions {
 				if e := kerr.ErrorForCode(p.ErrorCode); e != nil {
-					commitErr = fmt.Errorf("%s[%d]: %w", t.Topic, p.Partition, e)
+					err = fmt.Errorf("%s[%d]: %w", t.Topic, p.Partition, e)
 				}
 			}
 		}
-	})
-	if commitErr != nil {
+	}
+	if err != nil {
 		w.metrics.commits.WithLabelValues(commitResultFailed).Inc()
-		w.log.Warn("commit failed; the records will be committed with the next round or re-read", "err", commitErr)
+		w.log.Warn("commit failed; the records will be committed with the next round or re-read", "err", err)
 		return
 	}
 	w.metrics.commits.WithLabelValues(commitResultSucceeded).Inc()
