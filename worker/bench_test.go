@@ -115,7 +115,7 @@ func produceBacklog(tb testing.TB, seeds []string, topic string, n int) {
 
 // bareLoop consumes n records like a minimal franz-go application would: poll,
 // hand each partition's records to a goroutine running handle, commit, repeat.
-func bareLoop(tb testing.TB, seeds []string, topic, group string, n int, handle func(*kgo.Record)) {
+func bareLoop(tb testing.TB, seeds []string, topic, group string, n int, handle func([]*kgo.Record)) {
 	tb.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
 		kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(), kgo.FetchMaxWait(50*time.Millisecond),
@@ -131,11 +131,7 @@ func bareLoop(tb testing.TB, seeds []string, topic, group string, n int, handle 
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
 			seen += len(p.Records)
 			if handle != nil {
-				wg.Go(func() {
-					for _, r := range p.Records {
-						handle(r)
-					}
-				})
+				wg.Go(func() { handle(p.Records) })
 			}
 		})
 		wg.Wait()
@@ -145,6 +141,40 @@ func bareLoop(tb testing.TB, seeds []string, topic, group string, n int, handle 
 		cl.AllowRebalance()
 	}
 }
+
+// eachRecord makes a bare-loop handler out of a per-record function.
+func eachRecord(fn func(*kgo.Record)) func([]*kgo.Record) {
+	return func(recs []*kgo.Record) {
+		for _, r := range recs {
+			fn(r)
+		}
+	}
+}
+
+// bareLogSink is what a minimal application logging its records with Sluice's
+// log sink does: one Write per partition batch.
+func bareLogSink(snk sink.Sink) func([]*kgo.Record) {
+	return func(recs []*kgo.Record) {
+		out := make([]sink.Record, len(recs))
+		ptrs := make([]*sink.Record, len(recs))
+		for i, r := range recs {
+			out[i] = sink.Record{Rec: r, OriginalTimestamp: r.Timestamp, Origin: sink.Origin{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}}
+			ptrs[i] = &out[i]
+		}
+		snk.Write(context.Background(), ptrs)
+	}
+}
+
+// discardSink acknowledges every record and does nothing else: with it, the
+// worker's throughput measures its own per-record cost.
+type discardSink struct{}
+
+func (discardSink) Write(_ context.Context, recs []*sink.Record) []error {
+	return make([]error, len(recs))
+}
+func (discardSink) MaxBatch() int              { return 0 }
+func (discardSink) Ping(context.Context) error { return nil }
+func (discardSink) Close() error               { return nil }
 
 // countingSink wraps a sink and signals when n records were acknowledged.
 type countingSink struct {
@@ -206,27 +236,43 @@ var groupSeq atomic.Int32
 
 func nextGroup() string { return fmt.Sprintf("bench-%d", groupSeq.Add(1)) }
 
+// BenchmarkThroughput pairs each worker run with a bare loop, run alternately
+// so that both see the same machine:
+//
+//   - log-sink: the comparison, the worker writing every record with
+//     the log sink against a bare loop that does nothing with its records;
+//   - log-sink-both: the bare loop writes its records with the log sink too;
+//   - discard-sink: the worker with a sink that only acknowledges, against the
+//     bare loop doing nothing: the cost of the worker itself.
+//
+// Each reports both rates and their ratio.
 func BenchmarkThroughput(b *testing.B) {
 	t := benchBacklog(b, benchRecords)
-	report := func(b *testing.B, total time.Duration) {
-		b.ReportMetric(float64(benchRecords)*float64(b.N)/total.Seconds(), "records/s")
+	pair := func(handle func([]*kgo.Record), snk sink.Sink) func(*testing.B) {
+		return func(b *testing.B) {
+			var bare, worker time.Duration
+			for range b.N {
+				start := time.Now()
+				bareLoop(b, t.seeds, t.source, nextGroup(), benchRecords, handle)
+				bare += time.Since(start)
+				worker += runWorker(b, t.config(nextGroup()), snk, benchRecords)
+			}
+			reportPair(b, benchRecords, bare, worker)
+		}
 	}
-	b.Run("bare-loop", func(b *testing.B) {
-		var total time.Duration
-		for range b.N {
-			start := time.Now()
-			bareLoop(b, t.seeds, t.source, nextGroup(), benchRecords, nil)
-			total += time.Since(start)
-		}
-		report(b, total)
-	})
-	b.Run("worker-log-sink", func(b *testing.B) {
-		var total time.Duration
-		for range b.N {
-			total += runWorker(b, t.config(nextGroup()), sink.NewLog(io.Discard, "JSON"), benchRecords)
-		}
-		report(b, total)
-	})
+	b.Run("log-sink", pair(nil, sink.NewLog(io.Discard, "JSON")))
+	b.Run("log-sink-both", pair(bareLogSink(sink.NewLog(io.Discard, "JSON")), sink.NewLog(io.Discard, "JSON")))
+	b.Run("discard-sink", pair(nil, discardSink{}))
+}
+
+// reportPair reports the records/s of the bare loop and of the worker over
+// b.N runs of n records each, and the worker's share of the bare loop's rate.
+func reportPair(b *testing.B, n int, bare, worker time.Duration) {
+	records := float64(n) * float64(b.N)
+	b.ReportMetric(records/bare.Seconds(), "bare-records/s")
+	b.ReportMetric(records/worker.Seconds(), "worker-records/s")
+	b.ReportMetric(bare.Seconds()/worker.Seconds(), "ratio")
+	b.ReportMetric(0, "ns/op")
 }
 
 // BenchmarkThroughputHTTP: the same, with every record POSTed to a local HTTP
@@ -240,35 +286,24 @@ func BenchmarkThroughputHTTP(b *testing.B) {
 		_, _ = io.Copy(io.Discard, r.Body)
 	}))
 	defer srv.Close()
-	report := func(b *testing.B, total time.Duration) {
-		b.ReportMetric(float64(n)*float64(b.N)/total.Seconds(), "records/s")
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	post := eachRecord(func(r *kgo.Record) {
+		resp, err := client.Post(srv.URL, "application/octet-stream", strings.NewReader(string(r.Value)))
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	})
+	var bare, worker time.Duration
+	for range b.N {
+		start := time.Now()
+		bareLoop(b, t.seeds, t.source, nextGroup(), n, post)
+		bare += time.Since(start)
+		worker += runWorker(b, t.config(nextGroup()), sink.NewHTTP(srv.URL, 5*time.Second), n)
 	}
-	b.Run("bare-loop", func(b *testing.B) {
-		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-		var total time.Duration
-		for range b.N {
-			start := time.Now()
-			bareLoop(b, t.seeds, t.source, nextGroup(), n, func(r *kgo.Record) {
-				resp, err := client.Post(srv.URL, "application/octet-stream", strings.NewReader(string(r.Value)))
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				_ = resp.Body.Close()
-			})
-			total += time.Since(start)
-		}
-		report(b, total)
-	})
-	b.Run("worker-http-sink", func(b *testing.B) {
-		var total time.Duration
-		for range b.N {
-			cfg := t.config(nextGroup())
-			total += runWorker(b, cfg, sink.NewHTTP(srv.URL, 5*time.Second), n)
-		}
-		report(b, total)
-	})
+	reportPair(b, n, bare, worker)
 }
 
 // BenchmarkWorkerRSSUnderBacklog runs the real worker binary (log sink to

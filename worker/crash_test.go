@@ -144,6 +144,7 @@ func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
 	// kubelet, the test would restart it if it exited on its own; it must not.
 	t.Logf("%d SIGKILLs done after %v", kills, time.Since(testStart).Round(time.Millisecond))
 	finalStart := time.Now()
+	proc.kafkaLogLevel = "info" // franz-go's view of partitions, should the final worker get stuck
 	final := proc.start()
 	exited := make(chan error, 1)
 	go func() { exited <- final.Wait() }()
@@ -172,8 +173,8 @@ func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
 			kept := filepath.Join(os.TempDir(), fmt.Sprintf("sluice-crash-%d.log", time.Now().UnixNano()))
 			_ = os.WriteFile(kept, log, 0o644)
 			t.Logf("final worker metrics:\n%s\nfull worker log: %s", metrics, kept)
-			t.Fatalf("after %d kills: %d of %d rows, %d of %d poison pills in the DLQ after 180s\nworker log tail:\n%s",
-				kills, n, wantRows, len(poisonInDLQ(b)), wantPoison, tail(log, 4000))
+			t.Fatalf("after %d kills: %d of %d rows, %d of %d poison pills in the DLQ after 180s\nprogress: %s\nworker log tail:\n%s",
+				kills, n, wantRows, len(poisonInDLQ(b)), wantPoison, b.progress("orders"), tail(log, 4000))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

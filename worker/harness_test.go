@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -424,3 +425,26 @@ func mustListen(tb testing.TB) net.Listener {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// progress describes, per partition of topic, the group's committed offset
+// against the end offset: whether a stuck test is waiting on a worker that
+// stopped fetching or on records that are gone.
+func (b *broker) progress(topic string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ends, err := b.admin.ListEndOffsets(ctx, b.name(topic))
+	if err != nil {
+		return "end offsets: " + err.Error()
+	}
+	committed, err := b.admin.FetchOffsets(ctx, b.group)
+	if err != nil {
+		return "committed offsets: " + err.Error()
+	}
+	var out []string
+	ends.Each(func(o kadm.ListedOffset) {
+		c, _ := committed.Lookup(o.Topic, o.Partition)
+		out = append(out, fmt.Sprintf("%s[%d] committed %d of %d", o.Topic, o.Partition, c.At, o.Offset))
+	})
+	slices.Sort(out)
+	return strings.Join(out, "; ")
+}

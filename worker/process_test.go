@@ -36,6 +36,8 @@ type workerProcess struct {
 	t           *testing.T
 	bin, config string
 	logs        *os.File
+	// kafkaLogLevel overrides $SLUICE_KAFKA_LOG_LEVEL for the next starts.
+	kafkaLogLevel string
 }
 
 func newWorkerProcess(t *testing.T, cfg *workerconfig.Config) *workerProcess {
@@ -64,7 +66,11 @@ func newWorkerProcess(t *testing.T, cfg *workerconfig.Config) *workerProcess {
 func (p *workerProcess) start() *exec.Cmd {
 	p.t.Helper()
 	cmd := exec.Command(p.bin, "--config", p.config)
-	cmd.Env = append(os.Environ(), "SLUICE_KAFKA_LOG_LEVEL="+os.Getenv("SLUICE_KAFKA_LOG_LEVEL"))
+	level := os.Getenv("SLUICE_KAFKA_LOG_LEVEL")
+	if p.kafkaLogLevel != "" {
+		level = p.kafkaLogLevel
+	}
+	cmd.Env = append(os.Environ(), "SLUICE_KAFKA_LOG_LEVEL="+level)
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	if err := cmd.Start(); err != nil {
 		p.t.Fatal(err)
