@@ -67,6 +67,9 @@ func isSluiceHeader(k string) bool {
 // than being processed with a wrong identity).
 func decodeFailureInfo(r *kgo.Record) (failureInfo, error) {
 	info := failureInfo{origin: origin{r.Topic, r.Partition, r.Offset, r.Timestamp}}
+	if len(r.Headers) == 0 {
+		return info, nil // most source records: nothing to decode
+	}
 	var sawOrigin bool
 	for _, h := range r.Headers {
 		v := string(h.Value)

@@ -13,14 +13,13 @@ import (
 
 // Log writes one line per record to an io.Writer (the worker's stdout). It is
 // the sink for trying a pipeline out, and the cheapest one to benchmark the
-// worker's own overhead with. A batch is formatted into one buffer and written
-// with one call.
+// worker's own overhead with. Each call formats its batch into a buffer of its
+// own, so the partitions of a poll format in parallel, and writes it with one
+// call under a lock, so a batch's lines stay together.
 type Log struct {
 	mu   sync.Mutex
 	w    io.Writer
 	json bool
-	buf  []byte
-	ts   timestampCache
 }
 
 // NewLog returns a log sink writing JSON lines (format "JSON") or text lines.
@@ -28,21 +27,38 @@ func NewLog(w io.Writer, format string) *Log {
 	return &Log{w: w, json: format != "Text"}
 }
 
+// lineBuffer is where one call formats its lines, reused through a pool.
+type lineBuffer struct {
+	b  []byte
+	ts timestampCache
+}
+
+var lineBuffers = sync.Pool{New: func() any { return new(lineBuffer) }}
+
+// maxPooledLineBuffer bounds the buffers kept for reuse: an unusually large
+// batch's buffer is left to the garbage collector.
+const maxPooledLineBuffer = 4 << 20
+
 // Write implements Sink. Lines are appended by hand: encoding/json's reflection
 // cost more than the rest of the worker together (see BENCHMARKS.md).
 func (l *Log) Write(_ context.Context, recs []*Record) []error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.buf[:0]
+	lb := lineBuffers.Get().(*lineBuffer)
+	b := lb.b[:0]
 	for _, r := range recs {
 		if l.json {
-			b = l.appendJSONLine(b, r)
+			b = lb.ts.appendJSONLine(b, r)
 		} else {
 			b = appendTextLine(b, r)
 		}
 	}
-	l.buf = b
-	if _, err := l.w.Write(b); err != nil {
+	l.mu.Lock()
+	_, err := l.w.Write(b)
+	l.mu.Unlock()
+	if cap(b) <= maxPooledLineBuffer {
+		lb.b = b
+		lineBuffers.Put(lb)
+	}
+	if err != nil {
 		return Fill(len(recs), failure.Transient(err))
 	}
 	return make([]error, len(recs))
@@ -50,7 +66,7 @@ func (l *Log) Write(_ context.Context, recs []*Record) []error {
 
 // appendJSONLine writes {"topic":…,"partition":…,"offset":…,"timestamp":…,
 // "idempotencyKey":…,"key":…,"value":…}.
-func (l *Log) appendJSONLine(b []byte, r *Record) []byte {
+func (ts *timestampCache) appendJSONLine(b []byte, r *Record) []byte {
 	b = append(b, `{"topic":`...)
 	b = appendJSONString(b, r.Rec.Topic)
 	b = append(b, `,"partition":`...)
@@ -58,7 +74,7 @@ func (l *Log) appendJSONLine(b []byte, r *Record) []byte {
 	b = append(b, `,"offset":`...)
 	b = strconv.AppendInt(b, r.Rec.Offset, 10)
 	b = append(b, `,"timestamp":"`...)
-	b = l.ts.appendRFC3339Nano(b, r.Rec.Timestamp)
+	b = ts.appendRFC3339Nano(b, r.Rec.Timestamp)
 	b = append(b, `","idempotencyKey":`...)
 	if r.ConfiguredKey != "" {
 		b = appendJSONString(b, r.ConfiguredKey)
@@ -156,11 +172,11 @@ func appendJSONString[T ~string | ~[]byte](b []byte, s T) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		c := s[i]
-		if jsonPlain[c] {
-			i++
-			continue
+		i += plainPrefix(s[i:])
+		if i == len(s) {
+			break
 		}
+		c := s[i]
 		if c < utf8.RuneSelf {
 			b = append(b, s[start:i]...)
 			switch c {
@@ -191,6 +207,42 @@ func appendJSONString[T ~string | ~[]byte](b []byte, s T) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// plainPrefix returns how many bytes at the start of s a JSON string holds as
+// they are. It tests eight bytes at a time (SWAR: a few word operations tell
+// whether any byte of a word is below 0x20, a quote, a backslash or non-ASCII),
+// which makes the common case, a plain-text value, several times cheaper than
+// a byte-by-byte scan.
+func plainPrefix[T ~string | ~[]byte](s T) int {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if wordNeedsEscape(x) {
+			break
+		}
+	}
+	for i < len(s) && jsonPlain[s[i]] {
+		i++
+	}
+	return i
+}
+
+const (
+	eachByte01 = 0x0101010101010101
+	eachByte80 = 0x8080808080808080
+)
+
+// wordNeedsEscape reports whether any byte of x is below 0x20, '"', '\\' or
+// 0x80 and above. (x - n·0x01…) &^ x & 0x80… is non-zero exactly when some
+// byte of x is below n (n ≤ 0x80); a byte equal to c is a zero byte of x ^ c·0x01….
+func wordNeedsEscape(x uint64) bool {
+	quote, backslash := x^('"'*eachByte01), x^('\\'*eachByte01)
+	return (x|
+		(x-0x20*eachByte01)&^x|
+		(quote-eachByte01)&^quote|
+		(backslash-eachByte01)&^backslash)&eachByte80 != 0
 }
 
 // MaxBatch implements Sink.
