@@ -144,7 +144,7 @@ func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
 	// kubelet, the test would restart it if it exited on its own; it must not.
 	t.Logf("%d SIGKILLs done after %v", kills, time.Since(testStart).Round(time.Millisecond))
 	finalStart := time.Now()
-	proc.kafkaLogLevel = "info" // franz-go's view of partitions, should the final worker get stuck
+	proc.env = []string{"SLUICE_KAFKA_LOG_LEVEL=info"} // franz-go's view of partitions, should the final worker get stuck
 	final := proc.start()
 	exited := make(chan error, 1)
 	go func() { exited <- final.Wait() }()

@@ -36,8 +36,8 @@ type workerProcess struct {
 	t           *testing.T
 	bin, config string
 	logs        *os.File
-	// kafkaLogLevel overrides $SLUICE_KAFKA_LOG_LEVEL for the next starts.
-	kafkaLogLevel string
+	// env is added to the environment of the next starts (last value wins).
+	env []string
 }
 
 func newWorkerProcess(t *testing.T, cfg *workerconfig.Config) *workerProcess {
@@ -66,11 +66,8 @@ func newWorkerProcess(t *testing.T, cfg *workerconfig.Config) *workerProcess {
 func (p *workerProcess) start() *exec.Cmd {
 	p.t.Helper()
 	cmd := exec.Command(p.bin, "--config", p.config)
-	level := os.Getenv("SLUICE_KAFKA_LOG_LEVEL")
-	if p.kafkaLogLevel != "" {
-		level = p.kafkaLogLevel
-	}
-	cmd.Env = append(os.Environ(), "SLUICE_KAFKA_LOG_LEVEL="+level)
+	cmd.Env = append(os.Environ(), "SLUICE_KAFKA_LOG_LEVEL="+os.Getenv("SLUICE_KAFKA_LOG_LEVEL"))
+	cmd.Env = append(cmd.Env, p.env...)
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	if err := cmd.Start(); err != nil {
 		p.t.Fatal(err)

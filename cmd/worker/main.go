@@ -11,7 +11,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sluice-dev/sluice/internal/workerconfig"
 	"github.com/sluice-dev/sluice/worker"
@@ -29,7 +33,23 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "invalid config:", err)
 		return 2
 	}
-	w, err := worker.New(worker.Options{Config: cfg, Logger: log})
+	// Under a backlog the heap grows with what is fetched ahead: a soft limit
+	// below the container's makes the GC work harder instead of the pod being
+	// OOM-killed.
+	softLimit, err := worker.SoftMemoryLimit(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if softLimit > 0 {
+		debug.SetMemoryLimit(softLimit)
+		log.Info("Go heap soft limit set from the container's memory limit", "bytes", softLimit)
+	}
+	// The process's own metrics (go_*, process_*: heap, GC, the soft limit,
+	// resident memory) next to the worker's.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	w, err := worker.New(worker.Options{Config: cfg, Logger: log, Registry: reg})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2

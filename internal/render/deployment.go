@@ -176,14 +176,17 @@ func containerSecurityContext() *corev1.SecurityContext {
 }
 
 // workerEnv gives the worker its identity (for the Kafka client ID, logs and
-// traces) and appends the team's variables.
+// traces) and its memory limit, and appends the team's variables.
 func workerEnv(extra []corev1.EnvVar) []corev1.EnvVar {
 	env := []corev1.EnvVar{
 		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+		{Name: workerconfig.MemoryLimitEnv, ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+			ContainerName: ContainerName, Resource: "limits.memory",
+		}}},
 	}
 	for _, e := range extra {
-		if e.Name == "POD_NAME" || e.Name == "POD_NAMESPACE" {
+		if e.Name == "POD_NAME" || e.Name == "POD_NAMESPACE" || e.Name == workerconfig.MemoryLimitEnv {
 			continue
 		}
 		env = append(env, *e.DeepCopy())

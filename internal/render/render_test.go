@@ -209,7 +209,7 @@ func TestDeployment(t *testing.T) {
 				Labels:          map[string]string{"team": "shop", sluicev1.LabelPipeline: "hijack"},
 				Annotations:     map[string]string{"a": "b"},
 				Resources:       &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}},
-				Env:             []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "debug"}, {Name: "POD_NAME", Value: "spoof"}},
+				Env:             []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "debug"}, {Name: "POD_NAME", Value: "spoof"}, {Name: workerconfig.MemoryLimitEnv, Value: "1"}},
 				NodeSelector:    map[string]string{"pool": "kafka"},
 				Affinity:        &corev1.Affinity{},
 				ImagePullPolicy: corev1.PullNever,
@@ -228,8 +228,13 @@ func TestDeployment(t *testing.T) {
 			var names []string
 			for _, e := range c.Env {
 				names = append(names, e.Name)
+				if e.Name == workerconfig.MemoryLimitEnv {
+					if ref := e.ValueFrom.ResourceFieldRef; ref == nil || ref.ContainerName != ContainerName || ref.Resource != "limits.memory" {
+						t.Errorf("%s comes from %+v, want the worker container's limits.memory", workerconfig.MemoryLimitEnv, e.ValueFrom)
+					}
+				}
 			}
-			if strings.Join(names, ",") != "POD_NAME,POD_NAMESPACE,LOG_LEVEL" {
+			if strings.Join(names, ",") != "POD_NAME,POD_NAMESPACE,"+workerconfig.MemoryLimitEnv+",LOG_LEVEL" {
 				t.Errorf("env = %v", names)
 			}
 			if pod.NodeSelector["pool"] != "kafka" || pod.TopologySpreadConstraints != nil {

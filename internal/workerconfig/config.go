@@ -20,6 +20,11 @@ import (
 // in the worker pod.
 const FileName = "worker.yaml"
 
+// MemoryLimitEnv carries the worker container's memory limit in bytes: the
+// operator sets it from the Downward API (limits.memory) and the worker gives
+// 90% of it to the Go heap as a soft limit (GOMEMLIMIT, when set, wins).
+const MemoryLimitEnv = "SLUICE_MEMORY_LIMIT"
+
 // Config is the worker's whole configuration.
 type Config struct {
 	// Pipeline identifies the StreamPipeline (labels on metrics and logs).
