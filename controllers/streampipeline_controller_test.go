@@ -56,6 +56,8 @@ func TestCreatingAPipelineRendersItsWorkload(t *testing.T) {
 	g.Expect(cfg.Delivery.DeadLetterTopic).To(Equal("orders.dlq"))
 	g.Expect(cfg.Delivery.RetryTopics).To(Equal([]string{"orders.retry.1", "orders.retry.2", "orders.retry.3"}))
 	g.Expect(cfg.Consumer.MaxPollRecords).To(Equal(int32(100)))
+	g.Expect(cfg.Consumer.FetchMaxBytes).To(Equal(int32(1 << 20)))
+	g.Expect(cfg.Consumer.MaxPartitionFetchBytes).To(Equal(int32(256 << 10)))
 	g.Expect(cfg.Startup.MaxJitter.Duration.String()).To(Equal("5s"))
 	g.Expect(cm.OwnerReferences).To(ContainElement(HaveField("Name", "orders")))
 	d := getDeployment(g, sp)

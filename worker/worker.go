@@ -304,8 +304,8 @@ func (w *Worker) groupOpts(topics []string) ([]kgo.Opt, error) {
 		// Bound the read-ahead: kgo's 50 MiB default fetch of small records decodes
 		// into hundreds of thousands of record objects (~280 MiB peak RSS on a 1M
 		// backlog); the worker takes maxPollRecords at a time anyway.
-		kgo.FetchMaxBytes(fetchMaxBytes),
-		kgo.FetchMaxPartitionBytes(fetchMaxPartitionBytes),
+		kgo.FetchMaxBytes(orDefault(cfg.Consumer.FetchMaxBytes, defaultFetchMaxBytes)),
+		kgo.FetchMaxPartitionBytes(orDefault(cfg.Consumer.MaxPartitionFetchBytes, defaultFetchMaxPartitionBytes)),
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
 			w.joined.Store(true)
 			w.metrics.rebalances.WithLabelValues("assigned").Inc()
@@ -353,12 +353,20 @@ func (w *Worker) newProducer() (*kgo.Client, error) {
 	return cl, nil
 }
 
-// Fetch sizes: enough read-ahead to keep the sink busy, small enough to keep a
+// Fetch sizes when the config leaves them out (the operator's defaults are the
+// same): enough read-ahead to keep the sink busy, small enough to keep a
 // worker's memory flat under any backlog (see BENCHMARKS.md).
 const (
-	fetchMaxBytes          = 1 << 20
-	fetchMaxPartitionBytes = 256 << 10
+	defaultFetchMaxBytes          = 1 << 20
+	defaultFetchMaxPartitionBytes = 256 << 10
 )
+
+func orDefault(v, def int32) int32 {
+	if v == 0 {
+		return def
+	}
+	return v
+}
 
 // producerMetadataMinAge bounds how long a retriable produce error waits for
 // fresh metadata; deliveryTimeout is always several times longer.

@@ -17,6 +17,8 @@ const (
 	DefaultSessionTimeout               = 45 * time.Second
 	DefaultHeartbeatInterval            = 15 * time.Second
 	DefaultFetchMaxWait                 = 500 * time.Millisecond
+	DefaultFetchMaxBytes          int32 = 1 << 20
+	DefaultMaxPartitionFetchBytes int32 = 256 << 10
 	DefaultProcessingTimeout            = 30 * time.Second
 	DefaultHTTPTimeout                  = 5 * time.Second
 	DefaultRetryAttempts          int32 = 3

@@ -465,6 +465,24 @@ type ConsumerSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
 	// +optional
 	FetchMaxWait *metav1.Duration `json:"fetchMaxWait,omitempty"`
+
+	// FetchMaxBytes bounds one fetch from one broker (fetch.max.bytes). It is
+	// the worker's read-ahead, and so most of its memory under a backlog:
+	// compressed batches decode to several times their size. A batch larger
+	// than the bound is still fetched whole, so large records never stall.
+	// +kubebuilder:default=1048576
+	// +kubebuilder:validation:Minimum=1024
+	// +kubebuilder:validation:Maximum=268435456
+	// +optional
+	FetchMaxBytes *int32 `json:"fetchMaxBytes,omitempty"`
+
+	// MaxPartitionFetchBytes bounds what one fetch returns for one partition
+	// (max.partition.fetch.bytes).
+	// +kubebuilder:default=262144
+	// +kubebuilder:validation:Minimum=1024
+	// +kubebuilder:validation:Maximum=268435456
+	// +optional
+	MaxPartitionFetchBytes *int32 `json:"maxPartitionFetchBytes,omitempty"`
 }
 
 // CircuitBreakerSpec configures the breaker around the sink.

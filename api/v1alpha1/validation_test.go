@@ -172,6 +172,8 @@ func TestMinimalPipelineGetsTheSafeDefaults(t *testing.T) {
 		{"consumer.maxPollInterval", s.Consumer.MaxPollInterval.Duration.String(), "10m0s"},
 		{"consumer.sessionTimeout", s.Consumer.SessionTimeout.Duration.String(), "45s"},
 		{"consumer.heartbeatInterval", s.Consumer.HeartbeatInterval.Duration.String(), "15s"},
+		{"consumer.fetchMaxBytes", *s.Consumer.FetchMaxBytes, int32(1 << 20)},
+		{"consumer.maxPartitionFetchBytes", *s.Consumer.MaxPartitionFetchBytes, int32(256 << 10)},
 		{"startup.maxJitter", s.Startup.MaxJitter.Duration.String(), "30s"},
 		{"rateLimit.warmup.recordsPerSecond", *s.RateLimit.Warmup.RecordsPerSecond, int32(100)},
 		{"rateLimit.warmup.duration", s.RateLimit.Warmup.Duration.Duration.String(), "2m0s"},

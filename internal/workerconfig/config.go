@@ -151,6 +151,10 @@ type Consumer struct {
 	SessionTimeout    metav1.Duration `json:"sessionTimeout"`
 	HeartbeatInterval metav1.Duration `json:"heartbeatInterval"`
 	FetchMaxWait      metav1.Duration `json:"fetchMaxWait"`
+	// FetchMaxBytes and MaxPartitionFetchBytes bound a fetch per broker and
+	// per partition; 0 means the worker's defaults (1 MiB, 256 KiB).
+	FetchMaxBytes          int32 `json:"fetchMaxBytes,omitempty"`
+	MaxPartitionFetchBytes int32 `json:"maxPartitionFetchBytes,omitempty"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM; the pod's grace
 	// period is a little longer.
 	ShutdownTimeout metav1.Duration `json:"shutdownTimeout"`

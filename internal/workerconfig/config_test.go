@@ -56,6 +56,8 @@ func TestParseNamesTheBadField(t *testing.T) {
 		{"bad duration", "processingTimeout: 30s", "processingTimeout: soon", []string{"parse worker config"}},
 		{"bad start", "startFrom: Earliest", "startFrom: Beginning", []string{"source.startFrom: Unsupported value"}},
 		{"port out of range", "port: 8080", "port: 70000", []string{"server.port"}},
+		{"fetch too small", "fetchMaxWait: 500ms,", "fetchMaxWait: 500ms, fetchMaxBytes: 100,", []string{"consumer.fetchMaxBytes", "between 1024 and 268435456"}},
+		{"partition fetch too large", "fetchMaxWait: 500ms,", "fetchMaxWait: 500ms, maxPartitionFetchBytes: 1073741824,", []string{"consumer.maxPartitionFetchBytes"}},
 		{"warm-up above limit", "rateLimit: {", "rateLimit: {recordsPerSecond: 50, ", []string{"rateLimit.warmupRecordsPerSecond"}},
 		{"several problems at once", "server: {port: 8080}\npipeline: {namespace: shop, name: orders}", "server: {port: 0}\npipeline: {namespace: shop, name: ''}", []string{"server.port", "pipeline.name"}},
 	}

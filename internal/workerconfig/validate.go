@@ -164,6 +164,12 @@ func validateDelivery(c *Config, path *field.Path) field.ErrorList {
 	return errs
 }
 
+// Bounds of the fetch sizes, the same as the API's.
+const (
+	minFetchBytes = 1 << 10
+	maxFetchBytes = 256 << 20
+)
+
 func validateConsumer(c Consumer, path *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	if c.MaxPollRecords < 1 {
@@ -175,6 +181,11 @@ func validateConsumer(c Consumer, path *field.Path) field.ErrorList {
 	} {
 		if d.Duration <= 0 {
 			errs = append(errs, field.Invalid(path.Child(name), d.String(), "must be positive"))
+		}
+	}
+	for name, n := range map[string]int32{"fetchMaxBytes": c.FetchMaxBytes, "maxPartitionFetchBytes": c.MaxPartitionFetchBytes} {
+		if n != 0 && (n < minFetchBytes || n > maxFetchBytes) {
+			errs = append(errs, field.Invalid(path.Child(name), n, fmt.Sprintf("must be between %d and %d bytes (0: the default)", minFetchBytes, maxFetchBytes)))
 		}
 	}
 	if c.HeartbeatInterval.Duration*3 > c.SessionTimeout.Duration {
