@@ -5,6 +5,7 @@
 package prometheus_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,6 +22,11 @@ import (
 )
 
 const runbookBase = "https://github.com/sluice-dev/sluice/blob/main/docs/runbooks/"
+
+// operatorGroup holds the alerts about the operator itself: they have no
+// pipeline to name, and they watch controller-runtime's metrics of the
+// StreamPipeline controller.
+const operatorGroup = "sluice.operator"
 
 // The files that define metric names, relative to the module root.
 var metricSources = []string{"controllers/metrics.go", "worker/metrics.go"}
@@ -43,6 +49,9 @@ type prometheusRule struct {
 }
 
 type rule struct {
+	// group is the rule's group; the alerts of operatorGroup are about the
+	// operator, not a pipeline.
+	group         string
 	Alert         string            `json:"alert,omitempty"`
 	Record        string            `json:"record,omitempty"`
 	Expr          string            `json:"expr"`
@@ -86,7 +95,10 @@ func rules(t *testing.T) []rule {
 		if len(g.Rules) == 0 {
 			t.Errorf("group %q has no rules", g.Name)
 		}
-		all = append(all, g.Rules...)
+		for _, r := range g.Rules {
+			r.group = g.Name
+			all = append(all, r)
+		}
 	}
 	if len(all) == 0 {
 		t.Fatal("rules.yaml has no rules")
@@ -119,7 +131,7 @@ func TestEveryAlertHasSeveritySummaryDescriptionAndRunbook(t *testing.T) {
 			v := strings.TrimSpace(r.Annotations[a])
 			if v == "" {
 				t.Errorf("%s: no %s annotation", r.Alert, a)
-			} else if !strings.Contains(v, "{{ $labels.namespace }}/{{ $labels.pipeline }}") {
+			} else if r.group != operatorGroup && !strings.Contains(v, "{{ $labels.namespace }}/{{ $labels.pipeline }}") {
 				t.Errorf("%s: the %s does not name the pipeline as {{ $labels.namespace }}/{{ $labels.pipeline }}", r.Alert, a)
 			}
 		}
@@ -185,8 +197,16 @@ func TestExpressionsUseOnlyMetricsSluiceDefines(t *testing.T) {
 	// franz-go's client metrics are registered under a namespace (kprom), not
 	// one name at a time.
 	kprom := strings.Contains(string(readFile(t, dir, "worker", "worker.go")), `"sluice_worker_kafka"`)
+	controller := controllerName(t, dir)
 	for _, r := range rules(t) {
 		name := r.Alert + r.Record
+		if r.group == operatorGroup {
+			want := fmt.Sprintf(`controller_runtime_reconcile_total{controller=%q}`, controller)
+			if !strings.Contains(r.Expr, want) {
+				t.Errorf("%s: the operator's alert does not watch %s", name, want)
+			}
+			continue
+		}
 		used := metricNameRE.FindAllString(r.Expr, -1)
 		if len(used) == 0 {
 			t.Errorf("%s: the expression uses no Sluice metric", name)
@@ -206,6 +226,17 @@ func TestExpressionsUseOnlyMetricsSluiceDefines(t *testing.T) {
 			t.Errorf("%s: the expression uses %s, which neither %s defines", name, m, strings.Join(metricSources, " nor "))
 		}
 	}
+}
+
+// controllerName is the name the StreamPipeline controller registers with
+// controller-runtime (its metrics' controller label).
+func controllerName(t *testing.T, dir string) string {
+	t.Helper()
+	m := regexp.MustCompile(`Named\("([^"]+)"\)`).FindSubmatch(readFile(t, dir, "controllers", "streampipeline_controller.go"))
+	if m == nil {
+		t.Fatal("controllers/streampipeline_controller.go names no controller")
+	}
+	return string(m[1])
 }
 
 func histogramBase(m string) (string, bool) {
