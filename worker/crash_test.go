@@ -143,6 +143,7 @@ func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
 	// A last worker runs to completion and shuts down gracefully. Like the
 	// kubelet, the test would restart it if it exited on its own; it must not.
 	t.Logf("%d SIGKILLs done after %v", kills, time.Since(testStart).Round(time.Millisecond))
+	b.waitForDeadMembersToLeave(t, 60*time.Second)
 	finalStart := time.Now()
 	proc.env = []string{"SLUICE_KAFKA_LOG_LEVEL=info"} // franz-go's view of partitions, should the final worker get stuck
 	final := proc.start()

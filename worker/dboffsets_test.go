@@ -279,6 +279,7 @@ func TestExactlyOncePostgresSurvivesCrashes(t *testing.T) {
 	proc.crashLoop(kills, 300*time.Millisecond, 1200*time.Millisecond, func(i int) { faults[i%len(faults)]() })
 	<-produced
 
+	b.waitForDeadMembersToLeave(t, 60*time.Second)
 	final := proc.start()
 	deadline := time.Now().Add(120 * time.Second)
 	for {

@@ -93,6 +93,7 @@ func TestExactlyOnceKafkaSinkSurvivesCrashes(t *testing.T) {
 	proc.crashLoop(kills, 300*time.Millisecond, time.Second, nil)
 	<-produced
 
+	b.waitForDeadMembersToLeave(t, 60*time.Second)
 	final := proc.start()
 	committed := func() int64 { return sumCommitted(b.committed("test.orders"), "orders") }
 	deadline := time.Now().Add(120 * time.Second)
