@@ -86,17 +86,10 @@ func (w *Worker) processPartitionTx(stopCtx, procCtx context.Context, recs []*kg
 		var dueAt time.Time
 		for j := i; j < len(recs) && (maxBatch == 0 || len(chunk) < maxBatch); j++ {
 			r := recs[j]
-			info, err := decodeFailureInfo(r)
-			if err != nil {
-				info, err = failureInfo{origin: origin{r.Topic, r.Partition, r.Offset, r.Timestamp}}, failure.Poison(err)
-			} else {
-				if info.attempt == 0 && retryAttempts > 0 {
-					info.attempt = retryAttempts // a foreign record in a retry topic
-				}
-				if info.dueAt.After(now) {
-					dueAt = info.dueAt
-					break
-				}
+			info, err := failureInfoOf(r, retryAttempts)
+			if err == nil && info.dueAt.After(now) {
+				dueAt = info.dueAt
+				break
 			}
 			var key string
 			if err == nil {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/worker/failure"
 )
 
 // Headers Sluice adds to records it writes to retry and dead-letter topics. Each
@@ -105,6 +107,22 @@ func decodeFailureInfo(r *kgo.Record) (failureInfo, error) {
 	if !sawOrigin {
 		// A source record, or a foreign record without our headers: itself.
 		info.origin = origin{r.Topic, r.Partition, r.Offset, r.Timestamp}
+	}
+	return info, nil
+}
+
+// failureInfoOf is what the pipeline knows of a record's past: its Sluice
+// headers, decoded, where a record whose headers don't decode gets its own
+// coordinates and a poison error (it goes to the dead-letter topic), and a
+// foreign record in a retry topic (no attempt header) counts the attempts
+// that topic stands for (retryAttempts, 0 for the source topic).
+func failureInfoOf(r *kgo.Record, retryAttempts int) (failureInfo, error) {
+	info, err := decodeFailureInfo(r)
+	if err != nil {
+		return failureInfo{origin: origin{r.Topic, r.Partition, r.Offset, r.Timestamp}}, failure.Poison(err)
+	}
+	if info.attempt == 0 && retryAttempts > 0 {
+		info.attempt = retryAttempts
 	}
 	return info, nil
 }

@@ -2,11 +2,14 @@ package worker
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/worker/failure"
 )
 
 func TestFailedCopyCarriesTheRecordsStory(t *testing.T) {
@@ -97,4 +100,40 @@ func FuzzDecodeFailureInfo(f *testing.F) {
 			t.Fatalf("round trip changed the story: %+v -> %+v", info, info2)
 		}
 	})
+}
+
+// What the pipeline knows of a record's past: a source record is itself with
+// no attempts; a foreign record in retry topic n (no Sluice headers) counts n
+// attempts; a retry copy keeps its own count; headers that don't decode make
+// a poison pill that still names the record.
+func TestFailureInfoOf(t *testing.T) {
+	retryCopy := failedCopy(&kgo.Record{Topic: "orders", Partition: 2, Offset: 7}, failureInfo{origin: origin{topic: "orders", partition: 2, offset: 7}, attempt: 1},
+		"orders.retry.2", "transient", errors.New("503"), time.Now(), time.Now())
+	retryCopy.Partition, retryCopy.Offset = 0, 40
+	cases := []struct {
+		name          string
+		rec           *kgo.Record
+		retryAttempts int
+		wantAttempt   int
+		wantOrigin    string
+		wantPoison    bool
+	}{
+		{"source record", &kgo.Record{Topic: "orders", Partition: 1, Offset: 5}, 0, 0, "orders/1/5", false},
+		{"foreign record in retry topic 2", &kgo.Record{Topic: "orders.retry.2", Partition: 0, Offset: 9}, 2, 2, "orders.retry.2/0/9", false},
+		{"retry copy keeps its count", retryCopy, 2, 2, "orders/2/7", false},
+		{"undecodable headers", &kgo.Record{Topic: "orders.retry.1", Partition: 3, Offset: 11,
+			Headers: []kgo.RecordHeader{{Key: HeaderAttempt, Value: []byte("many")}}}, 1, 0, "orders.retry.1/3/11", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			info, err := failureInfoOf(tc.rec, tc.retryAttempts)
+			if got := failure.ClassOf(err) == failure.ClassPoison; got != tc.wantPoison {
+				t.Fatalf("error %v, want poison: %v", err, tc.wantPoison)
+			}
+			o := info.origin
+			if info.attempt != tc.wantAttempt || fmt.Sprintf("%s/%d/%d", o.topic, o.partition, o.offset) != tc.wantOrigin {
+				t.Fatalf("info = %+v, want attempt %d origin %s", info, tc.wantAttempt, tc.wantOrigin)
+			}
+		})
+	}
 }

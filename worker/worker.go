@@ -515,13 +515,10 @@ func (w *Worker) processPartition(stopCtx, procCtx context.Context, recs []*kgo.
 		var dueAt time.Time
 		for ; i < len(recs) && (maxBatch == 0 || len(chunk) < maxBatch); i++ {
 			r := recs[i]
-			info, err := decodeFailureInfo(r)
+			info, err := failureInfoOf(r, retryAttempts)
 			if err != nil {
-				w.parkAlone(&msgs[i], r, failureInfo{origin: origin{r.Topic, r.Partition, r.Offset, r.Timestamp}}, failure.Poison(err), now)
+				w.parkAlone(&msgs[i], r, info, err, now)
 				continue
-			}
-			if info.attempt == 0 && retryAttempts > 0 {
-				info.attempt = retryAttempts // a foreign record in a retry topic
 			}
 			if info.dueAt.After(now) {
 				dueAt = info.dueAt
