@@ -176,24 +176,11 @@ func (c *Control) restoreAll() {
 // LeaderOf returns the broker id (= node index) leading topic's partition, as
 // a fresh Metadata request reports it.
 func (c *Control) LeaderOf(topic string, partition int32) (int32, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	td, err := c.admin.ListTopics(ctx, topic)
+	p, err := c.partitionMetadata(topic, partition)
 	if err != nil {
 		return -1, err
 	}
-	d, ok := td[topic]
-	switch {
-	case !ok:
-		return -1, fmt.Errorf("topic %s not in the metadata", topic)
-	case d.Err != nil:
-		return -1, fmt.Errorf("topic %s: %w", topic, d.Err)
-	}
-	p, ok := d.Partitions[partition]
-	switch {
-	case !ok:
-		return -1, fmt.Errorf("topic %s partition %d not in the metadata", topic, partition)
-	case p.Err != nil:
+	if p.Err != nil {
 		return -1, fmt.Errorf("topic %s partition %d: %w", topic, partition, p.Err)
 	}
 	return p.Leader, nil
@@ -201,17 +188,41 @@ func (c *Control) LeaderOf(topic string, partition int32) (int32, error) {
 
 // ISR returns the in-sync replicas of topic's partition.
 func (c *Control) ISR(topic string, partition int32) ([]int32, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	td, err := c.admin.ListTopics(ctx, topic)
+	p, err := c.partitionMetadata(topic, partition)
 	if err != nil {
 		return nil, err
 	}
-	p, ok := td[topic].Partitions[partition]
-	if !ok {
-		return nil, fmt.Errorf("topic %s partition %d not in the metadata", topic, partition)
-	}
 	return p.ISR, p.Err
+}
+
+// partitionMetadata reads a partition's metadata with a fresh Metadata
+// request, trying again for a few seconds when the request fails: the first
+// request on a connection to a node that just restarted can end in EOF.
+func (c *Control) partitionMetadata(topic string, partition int32) (kadm.PartitionDetail, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		td, err := c.admin.ListTopics(ctx, topic)
+		cancel()
+		if err == nil {
+			d, ok := td[topic]
+			switch {
+			case !ok:
+				return kadm.PartitionDetail{}, fmt.Errorf("topic %s not in the metadata", topic)
+			case d.Err != nil:
+				return kadm.PartitionDetail{}, fmt.Errorf("topic %s: %w", topic, d.Err)
+			}
+			p, ok := d.Partitions[partition]
+			if !ok {
+				return kadm.PartitionDetail{}, fmt.Errorf("topic %s partition %d not in the metadata", topic, partition)
+			}
+			return p, nil
+		}
+		if time.Now().After(deadline) {
+			return kadm.PartitionDetail{}, fmt.Errorf("metadata of %s: %w", topic, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // ActiveController returns the id of the active KRaft controller.
