@@ -5,16 +5,22 @@ IMG ?= sluice:dev
 K8S_VERSION ?= v1.37.2
 ETCD_VERSION ?= v3.6.16
 
-# Pinned tool versions; every tool is built from the Go module proxy into bin/.
+# Pinned tool versions; every tool is built from the Go module proxy.
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 KUSTOMIZE_VERSION ?= v5.8.2
 
+# Build outputs of this clone go to bin/. Heavy downloads and builds (tools, the
+# envtest and cluster binaries, Kafka's jars) are cached by version outside the
+# clone, in SLUICE_CACHE, so a fresh clone (CI) reuses them.
 LOCALBIN ?= $(CURDIR)/bin
-CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
-GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
-KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
-ENVTEST_ASSETS ?= $(LOCALBIN)/k8s/$(K8S_VERSION)
+SLUICE_CACHE ?= $(HOME)/.cache/sluice
+export SLUICE_CACHE
+TOOLBIN ?= $(SLUICE_CACHE)/tools
+CONTROLLER_GEN ?= $(TOOLBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+GOLANGCI_LINT ?= $(TOOLBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+KUSTOMIZE ?= $(TOOLBIN)/kustomize-$(KUSTOMIZE_VERSION)
+ENVTEST_ASSETS ?= $(SLUICE_CACHE)/k8s/$(K8S_VERSION)
 
 export GOTOOLCHAIN = local
 SHELL = /usr/bin/env bash -o pipefail
@@ -60,7 +66,7 @@ tidy-check: ## Fail if go.mod/go.sum are not tidy.
 	go mod tidy -diff
 
 .PHONY: envtest
-envtest: ## Build etcd and kube-apiserver for envtest from the Go module proxy (cached in bin/).
+envtest: ## Build etcd and kube-apiserver for envtest from the Go module proxy (cached in $(SLUICE_CACHE)).
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/build-envtest.sh $(ENVTEST_ASSETS)
 
 .PHONY: postgres
@@ -80,7 +86,7 @@ test-short: ## Run the unit tests only (no API server).
 KAFKA_BROKERS ?= 3
 
 .PHONY: kafka
-kafka: ## Fetch Apache Kafka's jars from Maven Central (cached in bin/kafka/).
+kafka: ## Fetch Apache Kafka's jars from Maven Central (cached in $(SLUICE_CACHE)/kafka).
 	hack/kafka.sh install
 
 .PHONY: kafka-up
@@ -147,16 +153,16 @@ kustomize-check: $(KUSTOMIZE) ## Check that every kustomization builds.
 ##@ Tools
 
 $(CONTROLLER_GEN):
-	GOBIN=$(LOCALBIN)/.gobin go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
-	mv $(LOCALBIN)/.gobin/controller-gen $@
+	GOBIN=$(TOOLBIN)/.gobin-$(notdir $@) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+	mv $(TOOLBIN)/.gobin-$(notdir $@)/controller-gen $@
 
 $(GOLANGCI_LINT):
-	GOBIN=$(LOCALBIN)/.gobin go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
-	mv $(LOCALBIN)/.gobin/golangci-lint $@
+	GOBIN=$(TOOLBIN)/.gobin-$(notdir $@) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(TOOLBIN)/.gobin-$(notdir $@)/golangci-lint $@
 
 $(KUSTOMIZE):
-	GOBIN=$(LOCALBIN)/.gobin go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
-	mv $(LOCALBIN)/.gobin/kustomize $@
+	GOBIN=$(TOOLBIN)/.gobin-$(notdir $@) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	mv $(TOOLBIN)/.gobin-$(notdir $@)/kustomize $@
 
 .PHONY: tools
 tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(KUSTOMIZE) ## Install every tool.

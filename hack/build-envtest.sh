@@ -3,7 +3,9 @@
 #
 # No binary download site is reachable from our machines, so setup-envtest can't
 # fetch its tarballs. Instead we compile pinned releases from source, in throwaway
-# modules under bin/.build, and cache the binaries under bin/k8s/<version>/.
+# modules under $SLUICE_CACHE/build, and cache the binaries under
+# $SLUICE_CACHE/k8s/<version>/ (SLUICE_CACHE defaults to ~/.cache/sluice, outside
+# the clone, so fresh clones reuse them).
 # A warm rebuild (Go build cache present) takes seconds; a cold one ~4 minutes.
 #
 # Usage: hack/build-envtest.sh [OUT_DIR]   (prints OUT_DIR, usable as KUBEBUILDER_ASSETS)
@@ -11,9 +13,9 @@ set -euo pipefail
 
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 K8S_VERSION="${K8S_VERSION:-v1.37.2}"
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-OUT="${1:-$ROOT/bin/k8s/$K8S_VERSION}"
-WORK="$ROOT/bin/.build"
+CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
+OUT="${1:-$CACHE/k8s/$K8S_VERSION}"
+WORK="$CACHE/build"
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
 export GOTOOLCHAIN=local
 

@@ -3,7 +3,7 @@
 #
 # The jars come from Maven Central (no download site is reachable from our machines):
 # org.apache.kafka:kafka_2.13 and its runtime dependencies, plus log4j2 so the brokers
-# log to a file, cached under bin/kafka/<version>/libs. Every node is a combined
+# log to a file, cached under $SLUICE_CACHE/kafka/<version>/libs (~/.cache/sluice by default). Every node is a combined
 # controller+broker (process.roles=broker,controller); the controller quorum is all
 # nodes. Cluster state (configs, data, logs, PIDs) lives under bin/kafka-cluster.
 #
@@ -30,7 +30,7 @@ KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
 LOG4J_VERSION="${LOG4J_VERSION:-2.25.3}"
 DEPENDENCY_PLUGIN_VERSION=3.8.1
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-KAFKA_HOME="${KAFKA_HOME:-$ROOT/bin/kafka/$KAFKA_VERSION}"
+KAFKA_HOME="${KAFKA_HOME:-${SLUICE_CACHE:-$HOME/.cache/sluice}/kafka/$KAFKA_VERSION}"
 LIBS="$KAFKA_HOME/libs"
 STATE="${KAFKA_STATE_DIR:-$ROOT/bin/kafka-cluster}"
 HOST="${KAFKA_HOST:-127.0.0.1}"

@@ -37,16 +37,28 @@ type Env struct {
 // ModuleRoot finds the directory holding go.mod, from the working directory up.
 func ModuleRoot() (string, error) { return modroot.Find() }
 
+// CacheDir is where heavy builds are cached by version, outside any clone:
+// $SLUICE_CACHE, else ~/.cache/sluice (the Makefile's default too).
+func CacheDir() string {
+	if d := os.Getenv("SLUICE_CACHE"); d != "" {
+		return d
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".cache", "sluice")
+	}
+	return filepath.Join(os.TempDir(), "sluice-cache")
+}
+
 // assets returns the folder holding etcd and kube-apiserver.
-func assets(root string) (string, error) {
+func assets() (string, error) {
 	dir := os.Getenv("KUBEBUILDER_ASSETS")
 	if dir == "" {
-		dir = filepath.Join(root, "bin", "k8s", K8sVersion)
+		dir = filepath.Join(CacheDir(), "k8s", K8sVersion)
 	}
 	for _, bin := range []string{"etcd", "kube-apiserver"} {
 		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {
 			return "", fmt.Errorf("envtest binary %s not found in %s: run `make envtest` "+
-				"(builds etcd and kube-apiserver from the Go module proxy into bin/k8s/%s)", bin, dir, K8sVersion)
+				"(builds etcd and kube-apiserver from the Go module proxy into %s)", bin, dir, filepath.Join(CacheDir(), "k8s", K8sVersion))
 		}
 	}
 	return dir, nil
@@ -58,7 +70,7 @@ func Start() (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := assets(root)
+	dir, err := assets()
 	if err != nil {
 		return nil, err
 	}
