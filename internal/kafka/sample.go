@@ -33,7 +33,8 @@ type Offsets struct {
 type Observation struct {
 	At time.Time
 	// Err is set when the group's lag could not be measured (the cluster is
-	// unreachable, the source topic is missing); nothing else is then set.
+	// unreachable, the source topic is missing, OffsetFetch answered with an
+	// error for one of its partitions); nothing else is then set.
 	Err error
 	// Partitions of the source topic, sorted by partition.
 	Partitions []Offsets
@@ -128,7 +129,10 @@ func sourceOffsets(w Watch, ends, starts kadm.ListedOffsets, committed kadm.Fetc
 		return nil, fmt.Errorf("group %q: fetch committed offsets: %w", w.Group, fetched.Err)
 	}
 	parts := make([]Offsets, 0, len(endParts))
-	for p, end := range endParts {
+	// In partition order, so that the error a sample reports (and the status
+	// message built from it) does not change from poll to poll.
+	for _, p := range slices.Sorted(maps.Keys(endParts)) {
+		end := endParts[p]
 		if end.Err != nil {
 			if isUnknownTopic(end.Err) {
 				return nil, fmt.Errorf("source topic %q: %w", w.Topic, ErrTopicNotFound)
@@ -140,12 +144,19 @@ func sourceOffsets(w Watch, ends, starts kadm.ListedOffsets, committed kadm.Fetc
 			return nil, fmt.Errorf("source topic %q partition %d: start offset unknown", w.Topic, p)
 		}
 		o := Offsets{Partition: p, Start: start.Offset, End: end.Offset, Committed: -1}
-		if c, ok := fetched.Fetched.Lookup(w.Topic, p); ok && c.Err == nil && c.At >= 0 {
-			o.Committed = c.At
+		if c, ok := fetched.Fetched.Lookup(w.Topic, p); ok {
+			// An error for one partition says nothing about whether the group
+			// committed there; reading it as "no commit" would measure the lag
+			// from startFrom (the log start: a spurious scale-up).
+			if c.Err != nil {
+				return nil, fmt.Errorf("group %q: committed offset of topic %q partition %d unknown: %w", w.Group, w.Topic, p, c.Err)
+			}
+			if c.At >= 0 {
+				o.Committed = c.At
+			}
 		}
 		parts = append(parts, o)
 	}
-	slices.SortFunc(parts, func(a, b Offsets) int { return int(a.Partition - b.Partition) })
 	return parts, nil
 }
 

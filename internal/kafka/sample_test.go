@@ -5,12 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-dev/sluice/internal/testkafka"
 )
@@ -294,6 +299,80 @@ func TestSampleSeesThroughTransactionMarkers(t *testing.T) {
 	if p := o.Partitions[0]; p.OnlyMarkers || p.Oldest.IsZero() {
 		t.Errorf("partition = %+v; want lagging with a timestamp", p)
 	}
+}
+
+// TestSampleOffsetFetchPartitionErrorIsUnknown: an OffsetFetch answer with an
+// error for one partition says nothing about the group's commit there. The
+// sample must not read it as "no commit" (lag from the log start, a spurious
+// scale-up) but as unknown, naming the group, topic and partition; once the
+// coordinator answers again, the commit is back.
+func TestSampleOffsetFetchPartitionErrorIsUnknown(t *testing.T) {
+	testkafka.FakeOnly(t, "answers OffsetFetch by hand")
+	c := testkafka.NewFake(t, kfake.NumBrokers(3))
+	adm := c.Admin(t)
+	topic, dlq, group := names(t)
+	createTopic(t, c, topic, 2)
+	createTopic(t, c, dlq, 1)
+	cl := manualClient(t, c)
+	produce(t, cl, topic, 0, 5, time.Now())
+	produce(t, cl, topic, 1, 5, time.Now())
+	commit(t, adm, group, topic, map[int32]int64{0: 5, 1: 2})
+	meta, err := adm.Metadata(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topicID := meta.Topics[topic].ID
+
+	var failing atomic.Bool
+	failing.Store(true)
+	c.Fake.ControlKey(int16(kmsg.OffsetFetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		r := req.(*kmsg.OffsetFetchRequest)
+		if !failing.Load() || len(r.Groups) != 1 || r.Groups[0].Group != group {
+			c.Fake.DropControl()
+			return nil, nil, false
+		}
+		c.Fake.KeepControl()
+		resp := r.ResponseKind().(*kmsg.OffsetFetchResponse)
+		g := kmsg.NewOffsetFetchResponseGroup()
+		g.Group = group
+		rt := kmsg.NewOffsetFetchResponseGroupTopic()
+		rt.Topic, rt.TopicID = topic, topicID
+		ok := kmsg.NewOffsetFetchResponseGroupTopicPartition()
+		ok.Partition, ok.Offset, ok.LeaderEpoch = 0, 5, -1
+		bad := kmsg.NewOffsetFetchResponseGroupTopicPartition()
+		bad.Partition, bad.Offset, bad.LeaderEpoch = 1, -1, -1
+		bad.ErrorCode = kerr.UnstableOffsetCommit.Code // a transactional commit pending (KIP-447)
+		rt.Partitions = []kmsg.OffsetFetchResponseGroupTopicPartition{ok, bad}
+		g.Topics = []kmsg.OffsetFetchResponseGroupTopic{rt}
+		resp.Groups = []kmsg.OffsetFetchResponseGroup{g}
+		return resp, nil, true
+	})
+	w := Watch{Group: group, Topic: topic, DeadLetterTopic: dlq}
+	o := observeUntil(t, c, w, func(o Observation) error {
+		if o.Err == nil {
+			return fmt.Errorf("no error; partitions %+v", o.Partitions)
+		}
+		return nil
+	})
+	if !errors.Is(o.Err, kerr.UnstableOffsetCommit) {
+		t.Errorf("err = %v, want UNSTABLE_OFFSET_COMMIT", o.Err)
+	}
+	for _, want := range []string{group, topic, "partition 1"} {
+		if !strings.Contains(o.Err.Error(), want) {
+			t.Errorf("err = %q, does not name %q", o.Err, want)
+		}
+	}
+	if len(o.Partitions) != 0 {
+		t.Errorf("partitions %+v alongside the error; an observation with Err has nothing else", o.Partitions)
+	}
+
+	failing.Store(false)
+	observeUntil(t, c, w, func(o Observation) error {
+		if o.Err != nil || len(o.Partitions) != 2 || o.Partitions[0].Committed != 5 || o.Partitions[1].Committed != 2 {
+			return fmt.Errorf("err %v, partitions %+v; want committed 5 and 2", o.Err, o.Partitions)
+		}
+		return nil
+	})
 }
 
 func TestSampleMissingSourceTopic(t *testing.T) {
