@@ -19,6 +19,8 @@ func TestOffsetsAreCommittedOnlyAfterTheSinkAcknowledges(t *testing.T) {
 	b := newBroker(t)
 	b.createTopics(1, allTopics...)
 	release := make(chan struct{})
+	var releaseOnce sync.Once
+	releaseRecord5 := func() { releaseOnce.Do(func() { close(release) }) }
 	svc := newService(t, func(c call) int {
 		if c.body == "v-5" {
 			<-release // the service is slow with this one record
@@ -27,6 +29,11 @@ func TestOffsetsAreCommittedOnlyAfterTheSinkAcknowledges(t *testing.T) {
 	})
 	b.produce("orders", 0, 10, nil)
 	startWorker(t, b.httpConfig(svc.srv.URL), nil)
+	// Cleanups run last-registered first: a failing check releases the held
+	// request before the worker stops and the server closes (httptest's Close
+	// waits for every handler, so a handler still blocked would hang the test
+	// until its timeout instead of reporting the failure).
+	t.Cleanup(releaseRecord5)
 
 	eventually(t, 15*time.Second, "records 0-4 delivered", func() bool { return len(svc.accepted()) == 5 })
 	// While record 5 is in flight, nothing at or past it may be committed.
@@ -36,7 +43,7 @@ func TestOffsetsAreCommittedOnlyAfterTheSinkAcknowledges(t *testing.T) {
 		}
 		time.Sleep(30 * time.Millisecond)
 	}
-	close(release)
+	releaseRecord5()
 	eventually(t, 15*time.Second, "all committed", func() bool {
 		return sumCommitted(b.committed("test.orders"), "orders") == 10
 	})
