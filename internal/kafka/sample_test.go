@@ -368,8 +368,11 @@ func TestSampleOffsetFetchPartitionErrorIsUnknown(t *testing.T) {
 
 	failing.Store(false)
 	observeUntil(t, c, w, func(o Observation) error {
-		if o.Err != nil || len(o.Partitions) != 2 || o.Partitions[0].Committed != 5 || o.Partitions[1].Committed != 2 {
-			return fmt.Errorf("err %v, partitions %+v; want committed 5 and 2", o.Err, o.Partitions)
+		if o.Err != nil {
+			return o.Err
+		}
+		if len(o.Partitions) != 2 || o.Partitions[0].Committed != 5 || o.Partitions[1].Committed != 2 {
+			return fmt.Errorf("partitions %+v; want committed 5 and 2", o.Partitions)
 		}
 		return nil
 	})
