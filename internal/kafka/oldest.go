@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"math"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -12,14 +11,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// Record batch attribute bits (the Kafka record batch format v2).
-const (
-	attrTransactional = 0x10
-	attrControl       = 0x20
-)
-
 // oldestFetchBytes bounds what one lagging partition may return: enough for a few
-// small batches, so that a run of transaction markers can be seen through.
+// small batches, so that a run of transaction markers and aborted records can
+// be seen through. A longer run leaves the answer unknown (the partition
+// counts as lagging, its time lag unknown) until the group moves.
 const oldestFetchBytes = 64 << 10
 
 // lagging is a partition whose oldest unconsumed record is wanted.
@@ -30,13 +25,16 @@ type lagging struct {
 }
 
 // readOldest reads, for every lagging partition, the record batches at the
-// group's position with one read_committed Fetch per partition leader. Two
-// things come out of it: the timestamp of the oldest unconsumed record (how far
-// behind the group is in seconds), and whether what is left is only
-// transaction markers or aborted records, which a consumer skips: a group that
-// has consumed all data of a transactional topic keeps End − Committed = 1 (the
-// final commit marker) forever, and must not be reported, or scaled, as lagging.
-// Failures here only leave Oldest unset; the offsets-based lag stands.
+// group's position with one read_committed Fetch per partition leader, and
+// runs franz-go's read_committed processing on them (firstReadable). Two
+// things come out of it: the timestamp of the first record a read_committed
+// consumer at that position gets (how far behind the group is in seconds), and
+// whether it gets none before End because what is left is only transaction
+// markers or aborted records: a group that has consumed all data of a
+// transactional topic keeps End − Committed ≥ 1 (the final commit marker)
+// forever, and must not be reported, or scaled, as lagging. Records of a
+// transaction still open count as lag. Failures here only leave Oldest unset;
+// the offsets-based lag stands.
 func (c *Cluster) readOldest(ctx context.Context, watches map[string]Watch, out map[string]Observation) {
 	byTopic := map[string][]lagging{}
 	for u, o := range out {
@@ -134,16 +132,16 @@ func (c *Cluster) readOldest(ctx context.Context, watches map[string]Watch, out 
 				if !ok || rp.ErrorCode != 0 {
 					continue
 				}
-				ts, onlyMarkers, ok := firstData(rp, k.from)
+				ls := wanted[k]
+				// Every watch of a partition has the same End: one ListOffsets.
+				ts, onlyMarkers, ok := firstReadable(&rp, k.from, out[ls[0].user].Partitions[ls[0].index].End)
 				if !ok {
 					continue
 				}
-				for _, l := range wanted[k] {
+				for _, l := range ls {
 					p := &out[l.user].Partitions[l.index]
 					p.OnlyMarkers = onlyMarkers
-					if !onlyMarkers {
-						p.Oldest = ts
-					}
+					p.Oldest = ts
 				}
 			}
 		}
@@ -182,78 +180,71 @@ func addFetchPartition(req *kmsg.FetchRequest, topic string, id [16]byte, partit
 	req.Topics = append(req.Topics, t)
 }
 
-// firstData finds the first batch at or after from that a read_committed
-// consumer would deliver. It returns the timestamp of that batch's first record
-// at or after from; or
-// onlyMarkers when every batch up to the high watermark is a control batch or
-// part of an aborted transaction; ok is false when the answer can't be told
-// (nothing returned, or the bytes ran out before the high watermark).
-func firstData(rp kmsg.FetchResponseTopicPartition, from int64) (ts time.Time, onlyMarkers, ok bool) {
-	aborted := map[int64]int64{} // producer ID → first offset of its aborted transaction
-	for _, a := range rp.AbortedTransactions {
-		if f, seen := aborted[a.ProducerID]; !seen || a.FirstOffset < f {
-			aborted[a.ProducerID] = a.FirstOffset
-		}
-	}
-	buf := rp.RecordBatches
-	reached := from
-	for len(buf) >= 12 {
-		var b kmsg.RecordBatch
-		n := 12 + int(int32(binary.BigEndian.Uint32(buf[8:12]))) // FirstOffset(8) Length(4) + Length
-		if n > len(buf) || n <= 12 {
-			break // a partial batch at the end of the response
-		}
-		if err := b.ReadFrom(buf[:n]); err != nil {
-			return time.Time{}, false, false
-		}
-		raw := buf[:n]
-		buf = buf[n:]
-		last := b.FirstOffset + int64(b.LastOffsetDelta)
-		if last < from {
-			continue
-		}
-		reached = last + 1
-		if b.Attributes&attrControl != 0 {
-			continue
-		}
-		if b.Attributes&attrTransactional != 0 {
-			if first, isAborted := aborted[b.ProducerID]; isAborted && first <= b.FirstOffset {
-				continue
+// firstReadable says what a read_committed consumer at offset from gets out
+// of rp, one partition of a read_committed Fetch: the timestamp of the first
+// record it delivers below end (the sampled high watermark); or onlyMarkers
+// when it delivers none there, having passed every control batch and aborted
+// transaction up to end. ok is false when rp can't tell: no record below end
+// and the consumer's position stops short of end, because the bytes ran out
+// or an open transaction holds the last stable offset below end (its records
+// count as lag until it is decided, and their time is unknown meanwhile).
+//
+// The records are those of franz-go's own read_committed processing
+// (kgo.ProcessFetchPartition, what a kgo consumer runs on every fetch
+// response), so an aborted transaction ends where its abort marker is.
+// Processing is sequential, so the first n batches alone yield exactly the
+// records the whole response yields from them: the batches are processed in
+// prefixes of 1, 2, 4, … until a record shows. A lagging partition usually
+// has data in its first batch, and decoding the whole response (up to
+// oldestFetchBytes) every poll cost 3–4 times the CPU and 5 times the
+// allocations (BenchmarkOldestDecision).
+func firstReadable(rp *kmsg.FetchResponseTopicPartition, from, end int64) (ts time.Time, onlyMarkers, ok bool) {
+	opts := kgo.ProcessFetchPartitionOpts{Offset: from, Partition: rp.Partition, IsolationLevel: kgo.ReadCommitted()}
+	prefix := *rp
+	for n := 1; ; n *= 2 {
+		var all bool
+		prefix.RecordBatches, all = firstBatches(rp.RecordBatches, n)
+		fp, next := kgo.ProcessFetchPartition(opts, &prefix, kgo.DefaultDecompressor(), nil)
+		if len(fp.Records) > 0 || next >= end || all {
+			var first *kgo.Record
+			if len(fp.Records) > 0 {
+				first = fp.Records[0]
 			}
+			return readableVerdict(first, next, end)
 		}
-		if b.FirstOffset < from {
-			// The group's position is inside this batch: the batch's first
-			// timestamp belongs to a record it has already consumed.
-			return recordTimestampAt(rp.Partition, raw, from, time.UnixMilli(b.FirstTimestamp)), false, true
-		}
-		return time.UnixMilli(b.FirstTimestamp), false, true
 	}
-	end := rp.HighWatermark
-	if rp.LastStableOffset >= 0 && rp.LastStableOffset < end {
-		end = rp.LastStableOffset
-	}
-	if reached >= end && reached > from {
-		return time.Time{}, true, true
-	}
-	return time.Time{}, false, false
 }
 
-// recordTimestampAt decodes one record batch (decompressing it) and returns the
-// timestamp of its first record at or after offset from; fallback when it
-// can't be decoded.
-func recordTimestampAt(partition int32, batch []byte, from int64, fallback time.Time) time.Time {
-	rp := kmsg.NewFetchResponseTopicPartition()
-	rp.Partition = partition
-	rp.HighWatermark = math.MaxInt64
-	rp.LastStableOffset = -1
-	rp.RecordBatches = batch
-	fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: from, Partition: partition}, &rp, kgo.DefaultDecompressor(), nil)
-	for _, r := range fp.Records {
-		if r.Offset >= from {
-			return r.Timestamp
+// firstBatches returns the first n whole record batches (or message sets) of
+// raw, and whether they are all the whole batches raw holds. Each starts with
+// its base offset (8 bytes) and the length of the rest (4 bytes).
+func firstBatches(raw []byte, n int) (batches []byte, all bool) {
+	at := 0
+	for range n {
+		if len(raw)-at < 12 {
+			return raw[:at], true
 		}
+		size := 12 + int64(int32(binary.BigEndian.Uint32(raw[at+8:])))
+		if size <= 12 || size > int64(len(raw)-at) {
+			return raw[:at], true // a partial batch at the end of the response
+		}
+		at += int(size)
 	}
-	return fallback
+	return raw[:at], at == len(raw)
+}
+
+// readableVerdict is firstReadable's decision, given the first record a
+// read_committed consumer delivered (nil: none) and the offset it would read
+// next.
+func readableVerdict(first *kgo.Record, next, end int64) (ts time.Time, onlyMarkers, ok bool) {
+	switch {
+	case first != nil && first.Offset < end:
+		return first.Timestamp, false, true
+	case first != nil || next >= end:
+		return time.Time{}, true, true // nothing readable below end
+	default:
+		return time.Time{}, false, false
+	}
 }
 
 func isUnknownTopic(err error) bool {

@@ -19,13 +19,17 @@ type Offsets struct {
 	Start, End int64
 	// Committed is the group's committed offset, -1 when it has none.
 	Committed int64
-	// Oldest is the timestamp of the oldest record the group has not consumed,
-	// zero when the partition has no lag or it could not be read.
+	// Oldest is the timestamp of the first record a read_committed consumer
+	// gets at the group's position (Committed, or Start when nothing is
+	// committed), zero when the partition has no lag, it could not be read, or
+	// that consumer can't read on yet because a transaction is open there.
 	Oldest time.Time
-	// OnlyMarkers is true when everything between Committed and End is
-	// transaction control records (commit/abort markers) or aborted records: a
-	// read_committed consumer has nothing left to read there, so the partition's
-	// true lag is zero even though End − Committed is not.
+	// OnlyMarkers is true when a read_committed consumer at the group's
+	// position has nothing to read below End: everything there is transaction
+	// control records (commit/abort markers) or aborted records, so the
+	// partition's true lag is zero even though End − Committed is not. It is
+	// false while a transaction below End is still open: its records count as
+	// lag until it commits or aborts.
 	OnlyMarkers bool
 }
 
