@@ -9,6 +9,8 @@ ETCD_VERSION ?= v3.6.16
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 KUSTOMIZE_VERSION ?= v5.8.2
+# Prometheus 3.x releases are the module's v0.3xx.y tags (v0.316.0 is Prometheus 3.16.0).
+PROMETHEUS_VERSION ?= v0.316.0
 
 # Build outputs of this clone go to bin/. Heavy downloads and builds (tools, the
 # envtest and cluster binaries, Kafka's jars) are cached by version outside the
@@ -20,6 +22,7 @@ TOOLBIN ?= $(SLUICE_CACHE)/tools
 CONTROLLER_GEN ?= $(TOOLBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GOLANGCI_LINT ?= $(TOOLBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 KUSTOMIZE ?= $(TOOLBIN)/kustomize-$(KUSTOMIZE_VERSION)
+PROMTOOL ?= $(TOOLBIN)/promtool-$(PROMETHEUS_VERSION)
 ENVTEST_ASSETS ?= $(SLUICE_CACHE)/k8s/$(K8S_VERSION)
 
 export GOTOOLCHAIN = local
@@ -74,8 +77,8 @@ postgres: ## Install the PostgreSQL server (Debian package) the sink and crash t
 	hack/install-postgres.sh
 
 .PHONY: test
-test: verify-generated vet envtest postgres ## Run all tests (unit, envtest, kfake, PostgreSQL, crash) after checking generated files.
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./... -count=1 -race -coverprofile cover.out
+test: verify-generated vet envtest postgres promtool ## Run all tests (unit, envtest, kfake, PostgreSQL, crash) after checking generated files.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) PROMTOOL=$(PROMTOOL) go test ./... -count=1 -race -coverprofile cover.out
 
 .PHONY: test-short
 test-short: ## Run the unit tests only (no API server).
@@ -164,5 +167,12 @@ $(KUSTOMIZE):
 	GOBIN=$(TOOLBIN)/.gobin-$(notdir $@) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 	mv $(TOOLBIN)/.gobin-$(notdir $@)/kustomize $@
 
+$(PROMTOOL):
+	GOBIN=$(TOOLBIN)/.gobin-$(notdir $@) go install github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION)
+	mv $(TOOLBIN)/.gobin-$(notdir $@)/promtool $@
+
+.PHONY: promtool
+promtool: $(PROMTOOL) ## Build promtool (checks and unit-tests config/prometheus/rules.yaml).
+
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(KUSTOMIZE) ## Install every tool.
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(KUSTOMIZE) $(PROMTOOL) ## Install every tool.
