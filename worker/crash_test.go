@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,9 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-dev/sluice/internal/modroot"
-	"github.com/sluice-dev/sluice/internal/testkafka"
 	"github.com/sluice-dev/sluice/internal/testpg"
-	"github.com/sluice-dev/sluice/internal/workerconfig"
 )
 
 var (
@@ -90,122 +87,40 @@ func freePort(t testing.TB) int32 {
 	return int32(ln.Addr().(*net.TCPAddr).Port)
 }
 
-// TestCrashLoopLosesNothingAndDuplicatesNothing runs the real worker binary and
-// SIGKILLs it at random moments while 100,000 records flow, with broker faults
-// in between (failed produces to the dead-letter topic, failed commits, slow
-// fetches). Afterwards every good record is in PostgreSQL exactly once and every
-// poison pill is in the dead-letter topic.
+// TestCrashLoopLosesNothingAndDuplicatesNothing runs the crash harness
+// (crashharness_test.go) on the at-least-once postgres sink: three worker
+// processes in one group, 12 SIGKILLs, each while its victim works, at points
+// spread over a record's life (in the sink call, between the sink's
+// acknowledgement and the commit, with a retry or dead-letter copy in flight,
+// after a refused copy, while a member joins, while shutting down), with
+// broker faults in between. Afterwards no record is missing, none took effect
+// twice, every poison pill is in the dead-letter topic, and the sink saw
+// redeliveries (what at-least-once allows).
 func TestCrashLoopLosesNothingAndDuplicatesNothing(t *testing.T) {
-	testkafka.FakeOnly(t, "injects broker faults with kfake.Fault")
-	testStart := time.Now()
-	b := newBroker(t)
-	b.createTopics(4, allTopics...)
-	dsn, conn := postgresDB(t)
-	dsnFile := filepath.Join(t.TempDir(), "dsn")
-	if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := crashConfig(t, b)
-	cfg.Sink = workerconfig.Sink{Postgres: &workerconfig.PostgresSink{DSNFile: dsnFile, Table: "orders", KeyColumn: "id", PayloadColumn: "payload"}}
-	proc := newWorkerProcess(t, cfg)
+	newCrashRun(t, crashPlan{
+		g: postgresAtLeastOnce, kills: 12, workers: 3,
+		wl:     workload{total: 400_000, poisonEvery: 500, flakyEvery: 2500},
+		faults: brokerFaults,
+	}).run()
+}
 
-	const total, poisonEvery = 100_000, 1000
-	wantRows, wantSum := 0, int64(0)
-	for i := range total {
-		if i%poisonEvery != poisonEvery-1 {
-			wantRows++
-			wantSum += int64(i)
-		}
-	}
-	wantPoison := total / poisonEvery
-
-	// Records keep arriving while the workers crash; poison pills are not JSON,
-	// so they have no idempotency key.
-	produced := produceInBackground(b, total, 2000, 60*time.Millisecond, func(i int) []byte {
-		return poisonOr(i, poisonEvery, fmt.Sprintf(`{"id":"r-%d","n":%d}`, i, i))
-	})
-	faults := []func(){
-		func() { // the dead-letter topic refuses writes for a while
-			b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "orders.dlq", Err: kerr.NotEnoughReplicas, Count: 3})
-		},
-		func() { // commits fail
-			b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.CoordinatorLoadInProgress, Count: 5})
-		},
-		func() { // fetches stall: the leader "moves", the consumer backs off and refreshes
-			// (kfake's SleepControl would be the direct way, but it races under -race)
-			b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: "orders", Err: kerr.NotLeaderForPartition, Count: 10})
-		},
-	}
-	const kills = 12
-	proc.crashLoop(kills, 300*time.Millisecond, 1200*time.Millisecond, func(i int) { faults[i%len(faults)]() })
-	<-produced
-
-	// A last worker runs to completion and shuts down gracefully. Like the
-	// kubelet, the test would restart it if it exited on its own; it must not.
-	t.Logf("%d SIGKILLs done after %v", kills, time.Since(testStart).Round(time.Millisecond))
-	b.waitForDeadMembersToLeave(t, 60*time.Second)
-	finalStart := time.Now()
-	proc.env = []string{"SLUICE_KAFKA_LOG_LEVEL=info"} // franz-go's view of partitions, should the final worker get stuck
-	final := proc.start()
-	exited := make(chan error, 1)
-	go func() { exited <- final.Wait() }()
-	restarts := 0
-	deadline := time.Now().Add(180 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			restarts++
-			t.Logf("the final worker exited (%v); restarting it", err)
-			final = proc.start()
-			go func() { exited <- final.Wait() }()
-		default:
-		}
-		n, _ := rowStats(t, conn)
-		if n >= wantRows && len(poisonInDLQ(b)) >= wantPoison {
-			break
-		}
-		if time.Now().After(deadline) {
-			metrics := scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", cfg.Server.Port))
-			_ = final.Process.Signal(syscall.SIGQUIT) // the Go runtime dumps every goroutine
-			if err := <-exited; err != nil {
-				t.Logf("worker after SIGQUIT: %v", err)
-			}
-			log := proc.log()
-			kept := filepath.Join(os.TempDir(), fmt.Sprintf("sluice-crash-%d.log", time.Now().UnixNano()))
-			_ = os.WriteFile(kept, log, 0o644)
-			t.Logf("final worker metrics:\n%s\nfull worker log: %s", metrics, kept)
-			t.Fatalf("after %d kills: %d of %d rows, %d of %d poison pills in the DLQ after 180s\nprogress: %s\nworker log tail:\n%s",
-				kills, n, wantRows, len(poisonInDLQ(b)), wantPoison, b.progress("orders"), tail(log, 4000))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	waitHealthy(t, cfg.Server.Port) // its SIGTERM handler is installed
-	finalMetrics := scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", cfg.Server.Port))
-	t.Logf("the final worker caught up in %v", time.Since(finalStart).Round(time.Millisecond))
-	if keep := os.Getenv("SLUICE_CRASH_KEEP_LOG"); keep != "" {
-		_ = os.WriteFile(keep, proc.log(), 0o644)
-	}
-	if err := final.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-exited; err != nil {
-		t.Errorf("the worker did not exit cleanly on SIGTERM: %v", err)
-	}
-
-	n, sum := rowStats(t, conn)
-	if n != wantRows || sum != wantSum {
-		t.Errorf("PostgreSQL holds %d rows (sum %d), want %d (sum %d): every good record exactly once", n, sum, wantRows, wantSum)
-	}
-	got := poisonInDLQ(b)
-	for i := poisonEvery - 1; i < total; i += poisonEvery {
-		if !got[fmt.Sprintf("poison-%d", i)] {
-			t.Errorf("poison pill %d is not in the dead-letter topic", i)
-		}
-	}
-	if restarts > 0 {
-		t.Errorf("the final worker exited %d times on its own", restarts)
-	}
-	t.Logf("%d SIGKILLs; %d rows; %d poison pills dead-lettered; final worker metrics:\n%s", kills, n, len(got), finalMetrics)
+// brokerFaults are injected between kills: the dead-letter and retry topics
+// refuse writes for a while, commits fail, fetches stall (the leader "moves",
+// the consumer backs off and refreshes; kfake's SleepControl would be the
+// direct way, but it races under -race).
+var brokerFaults = []func(b *broker){
+	func(b *broker) {
+		b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: b.name("orders.dlq"), Err: kerr.NotEnoughReplicas, Count: 3})
+	},
+	func(b *broker) {
+		b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.CoordinatorLoadInProgress, Count: 5})
+	},
+	func(b *broker) {
+		b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: b.name("orders.retry.1"), Err: kerr.NotEnoughReplicas, Count: 3})
+	},
+	func(b *broker) {
+		b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: b.name("orders"), Err: kerr.NotLeaderForPartition, Count: 10})
+	},
 }
 
 // poisonInDLQ is the set of values in the dead-letter topic (a crash between

@@ -6,18 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/sluice-dev/sluice/internal/testkafka"
 	"github.com/sluice-dev/sluice/internal/workerconfig"
 	"github.com/sluice-dev/sluice/worker/sink"
 )
@@ -228,109 +223,19 @@ func TestExactlyOncePostgresParksFailuresBeforeMovingTheOffset(t *testing.T) {
 	}
 }
 
-// TestExactlyOncePostgresSurvivesCrashes SIGKILLs the worker binary while it
-// writes records into a table WITHOUT a unique key, with offsets stored in
-// PostgreSQL, flaky records walking the retry topics, poison pills and broker
-// faults in between: afterwards every good record is a row exactly once and
-// every pill is in the dead-letter topic.
+// TestExactlyOncePostgresSurvivesCrashes runs the crash harness
+// (crashharness_test.go) on the postgres sink with offsets in the database,
+// writing into a table WITHOUT a unique key: three worker processes, 12
+// SIGKILLs at points spread over a record's life, each while its victim
+// works, flaky records walking the retry topics, poison pills and broker
+// faults; before the drain Kafka's commit is moved ahead of the database.
+// Afterwards every good record is a row exactly once (the sink's delivery log
+// saw each once: no redelivery reached the table), every pill is in the
+// dead-letter topic, and no retry marker is left pending.
 func TestExactlyOncePostgresSurvivesCrashes(t *testing.T) {
-	testkafka.FakeOnly(t, "injects broker faults with kfake.Fault")
-	ctx := context.Background()
-	b := newBroker(t)
-	b.createTopics(4, allTopics...)
-	_, dsnFile, conn := eventsDB(t)
-	cfg := exactlyOncePostgres(crashConfig(t, b), dsnFile)
-	proc := newWorkerProcess(t, cfg)
-
-	const total, poisonEvery, flakyEvery, kills = 20_000, 1000, 2500, 10
-	wantRows, wantSum := 0, int64(0)
-	for i := range total {
-		if i%poisonEvery != poisonEvery-1 {
-			wantRows++
-			wantSum += int64(i)
-		}
-		if i%flakyEvery == flakyEvery/2 {
-			if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE SEQUENCE flaky_%d", i)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	value := func(i int) []byte {
-		if i%flakyEvery == flakyEvery/2 {
-			return fmt.Appendf(nil, `{"id":"r-%d","n":%d,"flaky":"flaky_%d"}`, i, i, i)
-		}
-		return poisonOr(i, poisonEvery, fmt.Sprintf(`{"id":"r-%d","n":%d}`, i, i))
-	}
-	produced := produceInBackground(b, total, 1000, 50*time.Millisecond, value)
-	faults := []func(){
-		func() {
-			b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "orders.dlq", Err: kerr.NotEnoughReplicas, Count: 3})
-		},
-		func() {
-			b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "orders.retry.1", Err: kerr.NotEnoughReplicas, Count: 3})
-		},
-		func() {
-			b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.CoordinatorLoadInProgress, Count: 5})
-		},
-		func() {
-			b.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: "orders", Err: kerr.NotLeaderForPartition, Count: 10})
-		},
-	}
-	proc.crashLoop(kills, 300*time.Millisecond, 1200*time.Millisecond, func(i int) { faults[i%len(faults)]() })
-	<-produced
-
-	b.waitForDeadMembersToLeave(t, 60*time.Second)
-	final := proc.start()
-	deadline := time.Now().Add(120 * time.Second)
-	for {
-		got := countEvents(t, conn)
-		if len(got.perID) >= wantRows && len(poisonInDLQ(b)) >= total/poisonEvery &&
-			sumCommitted(b.committed("test.orders"), "orders") == total {
-			break
-		}
-		if time.Now().After(deadline) {
-			_ = final.Process.Signal(syscall.SIGQUIT) // the Go runtime dumps every goroutine
-			_ = final.Wait()
-			kept := filepath.Join(os.TempDir(), fmt.Sprintf("sluice-crash-%d.log", time.Now().UnixNano()))
-			_ = os.WriteFile(kept, proc.log(), 0o644)
-			t.Fatalf("after %d kills: %d of %d records written, %d of %d pills dead-lettered, Kafka commits %v in 120s; full worker log: %s",
-				kills, len(got.perID), wantRows, len(poisonInDLQ(b)), total/poisonEvery, b.committed("test.orders"), kept)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	waitHealthy(t, cfg.Server.Port)
-	metrics := scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", cfg.Server.Port))
-	_ = final.Process.Signal(syscall.SIGTERM)
-	if err := final.Wait(); err != nil {
-		t.Errorf("the worker did not exit cleanly on SIGTERM: %v\n%s", err, tail(proc.log(), 3000))
-	}
-
-	got := countEvents(t, conn)
-	for i := range total {
-		want := 1
-		if i%poisonEvery == poisonEvery-1 {
-			want = 0
-		}
-		if n := got.perID[fmt.Sprintf("r-%d", i)]; n != want {
-			t.Errorf("r-%d written %d times, want %d", i, n, want)
-		}
-	}
-	if got.rows != int64(wantRows) || got.sum != wantSum {
-		t.Errorf("%d rows (sum %d), want %d (sum %d): every good record exactly once", got.rows, got.sum, wantRows, wantSum)
-	}
-	dlq := poisonInDLQ(b)
-	for i := poisonEvery - 1; i < total; i += poisonEvery {
-		if !dlq[fmt.Sprintf("poison-%d", i)] {
-			t.Errorf("poison pill %d is not in the dead-letter topic", i)
-		}
-	}
-	var retried, pending int
-	if err := conn.QueryRow(ctx, "SELECT count(*), count(*) FILTER (WHERE NOT done) FROM sluice_retries").Scan(&retried, &pending); err != nil {
-		t.Fatal(err)
-	}
-	if pending != 0 {
-		t.Errorf("%d retry markers not done, want 0", pending)
-	}
-	t.Logf("%d SIGKILLs; %d rows, each once; %d source records went through retry topics; final worker metrics:\n%s",
-		kills, got.rows, retried, metrics)
+	newCrashRun(t, crashPlan{
+		g: postgresExactlyOnce, kills: 12, workers: 3,
+		wl:     workload{total: 400_000, poisonEvery: 500, flakyEvery: 2500},
+		faults: brokerFaults,
+	}).run()
 }

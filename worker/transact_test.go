@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-dev/sluice/internal/testkafka"
 	"github.com/sluice-dev/sluice/internal/workerconfig"
 )
 
@@ -22,8 +23,20 @@ import (
 func (b *broker) readCommitted(topic string) []*kgo.Record {
 	b.t.Helper()
 	b.waitNoOpenTransactions(topic)
+	return b.readUntilQuiet(topic, true)
+}
+
+// readUntilQuiet reads a topic from the start until it has been quiet for a
+// while, as a read_committed consumer or, with committed false, as a
+// read_uncommitted one (which sees the records of aborted transactions too).
+func (b *broker) readUntilQuiet(topic string, committed bool) []*kgo.Record {
+	b.t.Helper()
+	isolation := kgo.ReadUncommitted()
+	if committed {
+		isolation = kgo.ReadCommitted()
+	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.seeds...), kgo.ConsumeTopics(b.name(topic)),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(isolation),
 		kgo.FetchMaxWait(100*time.Millisecond))
 	if err != nil {
 		b.t.Fatal(err)
@@ -75,11 +88,30 @@ func (b *broker) waitNoOpenTransactions(topic string) {
 	b.t.Fatalf("%s: transactions still open after 60s: %v", topic, open)
 }
 
-// TestExactlyOnceKafkaSinkSurvivesCrashes SIGKILLs the worker binary while it
-// copies records into another topic inside Kafka transactions; a read_committed
-// reader of the output then sees every source record exactly once, and the
-// dead-letter topic every poison pill exactly once.
+// TestExactlyOnceKafkaSinkSurvivesCrashes runs the crash harness
+// (crashharness_test.go) on the transactional kafka sink: three worker
+// processes, 10 SIGKILLs at points spread over a transaction's life (its
+// output produce, its dead-letter copy, its commit, a member joining,
+// shutdown), each while its victim works. A read_committed reader then sees
+// every source record exactly once, in the output or (a pill) in the
+// dead-letter topic; a read_uncommitted reader counts the redeliveries that
+// aborted transactions carried.
 func TestExactlyOnceKafkaSinkSurvivesCrashes(t *testing.T) {
+	newCrashRun(t, crashPlan{
+		g: kafkaExactlyOnce, kills: 10, workers: 3,
+		wl: workload{total: 400_000, poisonEvery: 500},
+	}).run()
+}
+
+// TestExactlyOnceKafkaSinkSurvivesRandomKillsOnRealKafka is the transactional
+// kafka sink's crash test on a real cluster (`make test-kafka`), where the
+// harness can't land its kills with kfake's request control: it SIGKILLs the
+// worker binary at random moments while 20,000 records flow, and a
+// read_committed reader sees every source record exactly once.
+func TestExactlyOnceKafkaSinkSurvivesRandomKillsOnRealKafka(t *testing.T) {
+	if !testkafka.Real() {
+		t.Skipf("the real-Kafka counterpart of TestExactlyOnceKafkaSinkSurvivesCrashes: runs under `make test-kafka` (%s set)", testkafka.EnvBrokers)
+	}
 	b := newBroker(t)
 	b.createTopics(4, "orders", "orders.dlq", "orders-out")
 	cfg := crashConfig(t, b)
