@@ -30,7 +30,7 @@ func promtool(t *testing.T) string {
 	}
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("promtool not found (%v): run `make promtool` (builds github.com/prometheus/prometheus/cmd/promtool@%s "+
-			"from the Go module proxy into %s, a few minutes cold) or set PROMTOOL",
+			"from the Go module proxy into %s; 16.5 CPU-minutes cold) or set PROMTOOL",
 			err, promtoolVersion, filepath.Join(testenv.CacheDir(), "tools"))
 	}
 	return p
