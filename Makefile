@@ -84,6 +84,10 @@ test: verify-generated vet envtest postgres promtool ## Run all tests (unit, env
 test-short: ## Run the unit tests only (no API server).
 	go test -short ./...
 
+.PHONY: mutation-check
+mutation-check: postgres ## Break the worker on purpose (in a copy of the tree) and show the crash/delivery tests catching each mutation.
+	hack/mutation-check.sh
+
 ##@ Kafka
 
 KAFKA_BROKERS ?= 3

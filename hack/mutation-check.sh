@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Mutation check: proves that the crash and delivery tests can fail. For each
+# mutation below, it copies the working tree (tracked and untracked files,
+# not what .gitignore ignores) into a temporary folder, breaks the worker
+# there on purpose, runs the tests that must catch it, and prints which of
+# them failed and how. This tree is never modified.
+#
+# It fails when a mutation survives (every test it ran passed), when a
+# mutation no longer applies (the code it anchors on moved: update the
+# mutation), or when a mutated tree does not compile.
+#
+#   hack/mutation-check.sh              # every mutation
+#   hack/mutation-check.sh 2 4          # mutations 2 and 4
+#   MUTATION_KEEP=1 ...                 # keep the mutated trees (paths printed)
+#
+# Needs what the tests need (PostgreSQL: `make postgres`). Takes ~1-2 min per
+# mutation on 2 cores (a caught crash run fails when its drain stalls).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export GOTOOLCHAIN=local
+
+# Each mutation: a name, what it breaks, the file, a perl substitution (run
+# with -0: the whole file is one string) anchored on the function it breaks,
+# and the tests (go test -run names) that must catch it.
+names=() whats=() files=() subs=() tests=()
+add() { names+=("$1"); whats+=("$2"); files+=("$3"); subs+=("$4"); tests+=("$5"); }
+
+add "commit-before-ack" \
+  "commit before the sink acknowledges: deliver() marks the chunk finished and commits it before calling the sink" \
+  worker/worker.go \
+  's/(\nfunc \(w \*Worker\) deliver\((?:(?!\nfunc ).)*?\n)(\t)(errs := w\.write\(ctx, recs\))/$1$2\/\/ MUTATION\n$2early := make([]*kgo.Record, len(chunk))\n$2for i, m := range chunk {\n$2\tearly[i] = m.rec\n$2}\n$2w.tracker.doneAll(early)\n$2w.commit(ctx, w.tracker.committable())\n$2$3/s' \
+  "TestOffsetsAreCommittedOnlyAfterTheSinkAcknowledges TestCrashLoopLosesNothingAndDuplicatesNothing"
+
+add "finish-before-copy-ack" \
+  "commit past a record whose retry/DLQ copy is not acknowledged: park() counts the record finished when it hands the copy to the producer, not when the broker acknowledges it" \
+  worker/worker.go \
+  's/(\nfunc \(w \*Worker\) park\((?:(?!\nfunc ).)*?\n)(\t)(w\.producer\.Load\(\)\.Produce\()/$1$2w.finish(r) \/\/ MUTATION\n$2$3/s' \
+  "TestCrashLoopLosesNothingAndDuplicatesNothing"
+
+add "poison-without-dlq" \
+  "count a poison pill as processed without its dead-letter copy: park() finishes a poison pill without producing it" \
+  worker/worker.go \
+  's/(\nfunc \(w \*Worker\) park\((?:(?!\nfunc ).)*?\n(\t)class := failure\.ClassOf\(cause\)\n)/$1$2if class == failure.ClassPoison { \/\/ MUTATION\n$2\tw.finish(r)\n$2\treturn routeDeadLetter\n$2}\n/s' \
+  "TestPoisonPillGoesStraightToTheDeadLetterTopic TestCrashLoopLosesNothingAndDuplicatesNothing"
+
+add "highest-finished" \
+  "skip the contiguous-prefix rule: the tracker commits past the highest finished record, unfinished ones before it or not" \
+  worker/tracker.go \
+  's/(\nfunc \(pt \*partitionTrack\) advance\(\)(?:(?!\nfunc ).)*?\n)(\t)(if pt\.head == len\(pt\.inflight\) \{)/$1$2for _, tr := range pt.inflight[pt.head:] { \/\/ MUTATION\n$2\tif tr.done && tr.rec.Offset+1 > pt.commit {\n$2\t\tpt.commit, pt.epoch = tr.rec.Offset+1, tr.rec.LeaderEpoch\n$2\t}\n$2}\n$2$3/s' \
+  "TestTrackerCommitsOnlyTheFinishedPrefix TestTrackerAgreesWithASimpleModel TestCrashLoopLosesNothingAndDuplicatesNothing"
+
+add "resume-from-kafka" \
+  "resume the exactly-once postgres sink from Kafka instead of the database: offsetsFromDB() keeps the Kafka commits" \
+  worker/dboffsets.go \
+  's/(\nfunc \(w \*Worker\) offsetsFromDB\([^\n]*\{\n)/$1\treturn offsets, nil \/\/ MUTATION\n/s' \
+  "TestExactlyOncePostgresResumesFromTheDatabaseNotFromKafka TestExactlyOncePostgresSurvivesCrashes"
+
+selected=("$@")
+if [ ${#selected[@]} -eq 0 ]; then
+  for i in "${!names[@]}"; do selected+=($((i + 1))); done
+fi
+
+# copy_tree DIR: the working tree as it is (not just what is committed).
+copy_tree() {
+  git ls-files -z --cached --others --exclude-standard |
+    while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
+    tar --null -T - -cf - | tar -xf - -C "$1"
+}
+
+failed=0 summary=()
+for n in "${selected[@]}"; do
+  i=$((n - 1))
+  name=${names[$i]} file=${files[$i]}
+  echo "=== mutation $n/${#names[@]} $name: ${whats[$i]}"
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/sluice-mutation-$name-XXXXXX")
+  copy_tree "$dir"
+  perl -0pi -e "${subs[$i]}" "$dir/$file"
+  if ! grep -q MUTATION "$dir/$file"; then
+    echo "    NO LONGER APPLIES: the code it anchors on in $file changed; update this mutation in hack/mutation-check.sh"
+    failed=1 summary+=("$name: no longer applies")
+    rm -rf "$dir"
+    continue
+  fi
+  diff -u "$file" "$dir/$file" | sed -n '3,$p' | grep '^[-+]' | sed 's/^/    /' || true
+  run=$(echo "${tests[$i]}" | sed 's/ /$|^/g')
+  log="$dir/test.log"
+  set +e
+  (cd "$dir" && go test ./worker/ -count=1 -timeout 20m -v -run "^(${run})\$" >"$log" 2>&1)
+  set -e
+  if grep -q '^FAIL.*\[build failed\]\|^# github.com/sluice-dev' "$log"; then
+    echo "    DOES NOT COMPILE:"; grep -A5 '^# github.com/sluice-dev' "$log" | sed 's/^/    /'
+    failed=1 summary+=("$name: does not compile")
+    continue
+  fi
+  caught=()
+  for t in ${tests[$i]}; do
+    if grep -q "^--- FAIL: $t " "$log"; then
+      caught+=("$t")
+      # The test's first failure message: its first output line that is not
+      # one of its progress logs (the worker's slog lines, the harness's kills).
+      why=$(awk -v t="$t" '
+        $0 ~ "^=== (RUN|CONT)   " t "(/|$)" { on = 1; next }
+        /^=== (RUN|CONT|PAUSE)/ || /^--- / { on = 0 }
+        on && /_test\.go:[0-9]+: / && !/ level=| kill [0-9]+\/[0-9]+ at |settled in |CRASH HARNESS REPORT|drained [0-9]+ records|kills done|moved the group|left the group|exited on its own/ {
+          sub(/^ +/, ""); print; exit
+        }' "$log" | cut -c1-240)
+      echo "    caught by $t: $why"
+    elif grep -q "^--- PASS: $t " "$log"; then
+      echo "    passed:   $t"
+    else
+      echo "    did not run to the end: $t (see $log)"
+    fi
+  done
+  if [ ${#caught[@]} -eq 0 ]; then
+    echo "    SURVIVED: no test caught it (log: $log)"
+    failed=1 summary+=("$name: SURVIVED")
+    continue
+  fi
+  summary+=("$name: caught by ${caught[*]}")
+  if [ -n "${MUTATION_KEEP:-}" ]; then echo "    kept: $dir"; else rm -rf "$dir"; fi
+done
+
+echo "=== summary"
+printf '  %s\n' "${summary[@]}"
+exit $failed
