@@ -38,6 +38,10 @@ all: build
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
 
+.PHONY: demo
+demo: ## Run Sluice end to end here: API server, kfake, operator, real workers, live view (ARGS="--chaos --duration 3m"; docs/demo.md).
+	go run ./cmd/sluice-demo $(ARGS)
+
 ##@ Development
 
 .PHONY: manifests

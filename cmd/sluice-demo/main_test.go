@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/demo"
+	"github.com/sluice-dev/sluice/internal/modroot"
+)
+
+// TestDemoWithChaosAccountsForEveryRecord runs `sluice-demo --chaos` for a
+// short run, as `make demo ARGS=...` would, with the real control plane,
+// kfake, the operator and real worker processes, and checks its summary:
+// every record produced was delivered or dead-lettered, none lost, no effect
+// applied twice, the DLQ holds exactly the poison pills and the records that
+// exhausted their retries, the pipeline scaled up on the spike and down after
+// it, and the pod runner restarted the workers chaos killed. Then it checks
+// that nothing the demo started is still running.
+func TestDemoWithChaosAccountsForEveryRecord(t *testing.T) {
+	if dir, missing := demo.MissingEnvtestBinaries(); len(missing) > 0 {
+		t.Fatalf("envtest binaries %v missing from %s: run `make envtest` (builds them from the Go module proxy)", missing, dir)
+	}
+	root, err := modroot.Find()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "sluice-demo")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/sluice-demo")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/sluice-demo: %v\n%s", err, out)
+	}
+	state, err := os.MkdirTemp("", "sluice-demo-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	summaryFile := filepath.Join(t.TempDir(), "summary.json")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin,
+		"--duration=60s", "--chaos", "--chaos-interval=5s", "--plain",
+		"--state-dir", state, "--summary-json", summaryFile)
+	cmd.Dir = root
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	runErr := cmd.Run()
+	t.Logf("the demo ran %s", time.Since(start).Round(time.Second))
+	kept := false
+	fail := func(format string, args ...any) {
+		t.Helper()
+		kept = true
+		t.Errorf(format, args...)
+	}
+	defer func() {
+		if kept {
+			t.Logf("demo output:\n%s\nstate kept in %s (logs/demo.log, logs/operator.log, pods/*/worker.log)", tail(out.String(), 12000), state)
+		} else {
+			_ = os.RemoveAll(state)
+		}
+	}()
+
+	var exitErr *exec.ExitError
+	if runErr != nil && !errors.As(runErr, &exitErr) {
+		fail("the demo did not run: %v", runErr)
+		return
+	}
+	b, err := os.ReadFile(summaryFile)
+	if err != nil {
+		fail("no summary: %v (exit: %v)", err, runErr)
+		return
+	}
+	var s demo.Summary
+	if err := json.Unmarshal(b, &s); err != nil {
+		fail("summary: %v", err)
+		return
+	}
+	if runErr != nil {
+		fail("the demo exited with %v", runErr)
+	}
+	if s.Lost != 0 || s.DuplicateEffects != 0 || !s.OK {
+		fail("lost %d, duplicate effects %d", s.Lost, s.DuplicateEffects)
+	}
+	if s.Produced == 0 || s.Produced != s.Delivered+s.DeadLettered || !s.Drained {
+		fail("produced %d ≠ delivered %d + dead-lettered %d (still in retry %d, not consumed %d)",
+			s.Produced, s.Delivered, s.DeadLettered, s.StillInRetry, s.NotYetConsumed)
+	}
+	for _, p := range s.Pipelines {
+		if !p.DLQMatches || p.DeadLettered != p.PoisonSent+p.ExhaustedRetries {
+			fail("%s: DLQ %d ≠ %d poison pills + %d exhausted retries: %v", p.Name, p.DeadLettered, p.PoisonSent, p.ExhaustedRetries, p.DLQMismatch)
+		}
+		if p.PoisonSent == 0 || p.ExhaustedRetries == 0 {
+			fail("%s: the run showed %d poison pills and %d exhausted retries; want some of each", p.Name, p.PoisonSent, p.ExhaustedRetries)
+		}
+	}
+	if len(s.ScaleUps) == 0 || len(s.ScaleDowns) == 0 {
+		fail("scale-ups %v, scale-downs %v: want at least one of each", s.ScaleUps, s.ScaleDowns)
+	}
+	if s.ChaosKills == 0 || s.WorkerRestarts == 0 {
+		fail("chaos kills %d, worker restarts %d: want the pod runner to restart killed workers", s.ChaosKills, s.WorkerRestarts)
+	}
+	if left := processesUsing(state); len(left) > 0 {
+		fail("still running after the demo exited:\n%s", strings.Join(left, "\n"))
+	}
+	t.Logf("produced %d = delivered %d + dead-lettered %d; %d redeliveries; scale-ups %d, scale-downs %d; %d chaos kills, %d restarts",
+		s.Produced, s.Delivered, s.DeadLettered, s.Pipelines[0].Redeliveries, len(s.ScaleUps), len(s.ScaleDowns), s.ChaosKills, s.WorkerRestarts)
+}
+
+// processesUsing lists the processes whose command line names dir: the
+// workers (their binary is in it), etcd and kube-apiserver (their data and
+// certificates are).
+func processesUsing(dir string) []string {
+	entries, _ := os.ReadDir("/proc")
+	var out []string
+	for _, e := range entries {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(cmdline, []byte(dir)) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("pid %s: %s", e.Name(), strings.ReplaceAll(string(cmdline), "\x00", " ")))
+	}
+	return out
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
