@@ -32,6 +32,8 @@ func CacheOptions() cache.Options {
 			&corev1.ConfigMap{}:             {Label: sel},
 			&corev1.ServiceAccount{}:        {Label: sel},
 			&policyv1.PodDisruptionBudget{}: {Label: sel},
+			// Worker pods, to say in Ready why a rollout doesn't finish.
+			&corev1.Pod{}: {Label: sel},
 		},
 	}
 }

@@ -10,6 +10,26 @@ import (
 	"github.com/sluice-dev/sluice/internal/render"
 )
 
+// reconcileReplicas decides the worker count this reconcile applies and
+// records a change in status.lastScale, before the worker config is rendered:
+// the config tells the pods a scale-up starts that they need not wait their
+// startup jitter.
+func (r *StreamPipelineReconciler) reconcileReplicas(ctx context.Context, s *scope) error {
+	sp := s.sp
+	var current *int32
+	existing := &appsv1.Deployment{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: sp.Namespace, Name: render.WorkerName(sp)}, existing); err == nil {
+		current = existing.Spec.Replicas
+		s.previousReplicas = current
+	}
+	if n, ok := r.observer.lastApplied(pipelineKey(sp)); ok && current != nil {
+		s.previousReplicas = &n
+	}
+	s.desiredReplicas = desiredReplicas(s, current)
+	recordScale(s)
+	return nil
+}
+
 // reconcileDeployment applies the worker Deployment with the replica count the
 // operator decided on, and records what changed for the events and status.
 func (r *StreamPipelineReconciler) reconcileDeployment(ctx context.Context, s *scope) error {
@@ -18,13 +38,6 @@ func (r *StreamPipelineReconciler) reconcileDeployment(ctx context.Context, s *s
 		return stalled(sluicev1.ReasonWorkerImageMissing,
 			"no worker image: set spec.image, or start the operator with --worker-image")
 	}
-
-	var current *int32
-	existing := &appsv1.Deployment{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: sp.Namespace, Name: render.WorkerName(sp)}, existing); err == nil {
-		current = existing.Spec.Replicas
-	}
-	s.desiredReplicas = desiredReplicas(s, current)
 
 	d := render.Deployment(sp, render.DeploymentParams{
 		Image:      r.WorkerImage,
@@ -38,15 +51,13 @@ func (r *StreamPipelineReconciler) reconcileDeployment(ctx context.Context, s *s
 	s.deployment = d
 	s.deploymentCreated = res.created
 	if prev, ok := res.previous.(*appsv1.Deployment); ok {
-		s.previousReplicas = prev.Spec.Replicas
 		s.previousConfigHash = prev.Spec.Template.Annotations[sluicev1.AnnotationConfigHash]
-	}
-	if n, ok := r.observer.lastApplied(pipelineKey(sp)); ok && !res.created {
-		s.previousReplicas = &n
 	}
 
 	r.observer.setApplied(pipelineKey(sp), s.desiredReplicas)
-	recordScale(s)
+	if !evaluateRollout(d, s.desiredReplicas).complete {
+		s.podProblems = r.podProblems(ctx, s)
+	}
 	sp.Status.DesiredReplicas = s.desiredReplicas
 	sp.Status.Replicas = d.Status.Replicas
 	sp.Status.ReadyReplicas = d.Status.ReadyReplicas

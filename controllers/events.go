@@ -27,6 +27,7 @@ func (r *StreamPipelineReconciler) recordEvents(s *scope, reconcileErr error) {
 		r.Recorder.Eventf(sp, related, corev1.EventTypeNormal, reason, action, note, args...)
 	}
 
+	r.recordDeletion(s)
 	var st *stalledError
 	switch {
 	case errors.As(reconcileErr, &st):
@@ -37,8 +38,15 @@ func (r *StreamPipelineReconciler) recordEvents(s *scope, reconcileErr error) {
 	case reconcileErr != nil:
 		r.Recorder.Eventf(sp, nil, corev1.EventTypeWarning, sluicev1.EventReconcileError, "Reconcile", "%s", reconcileErr.Error())
 		return
+	case !sp.DeletionTimestamp.IsZero():
+		return
 	}
 
+	if s.startingOffsetsCommitted {
+		normal(sluicev1.EventStartingOffsetsCommitted, "Commit",
+			"committed the end of every partition of %s for group %s (startFrom Latest): records arriving from now on are consumed, also while no worker runs",
+			sp.Spec.Source.Topic, sp.ConsumerGroup())
+	}
 	wasSuspended := conditionReason(s.original, sluicev1.ConditionReady) == sluicev1.ReasonSuspended
 	switch {
 	case s.deploymentCreated:

@@ -53,7 +53,7 @@ func observeParamsOf(sp *sluicev1.StreamPipeline) observeParams {
 			MaxScaleUpStep:         sluicev1.Int32Or(sc.MaxScaleUpStep, sluicev1.DefaultMaxScaleUpStep),
 			ScaleDownStabilization: sluicev1.DurationOr(sc.ScaleDownStabilization, sluicev1.DefaultScaleDownStabilization),
 		},
-		startFrom:          lag.StartFrom(sp.StartFrom()),
+		startFrom:          lag.StartFrom(sp.PositionStartFrom()),
 		suspended:          sp.Spec.Suspend,
 		lagCriticalSeconds: int64(sluicev1.Int32Or(sc.LagCriticalSeconds, sluicev1.DefaultLagCriticalSeconds)),
 	}
@@ -81,6 +81,8 @@ func recordScale(s *scope) {
 	switch {
 	case s.sp.Spec.Suspend:
 		reason, msg = sluicev1.ReasonSuspended, "pipeline suspended"
+	case conditionReason(s.original, sluicev1.ConditionReady) == sluicev1.ReasonSuspended:
+		reason, msg = sluicev1.ReasonResumed, "pipeline resumed"
 	case s.scaleDecision != nil && s.scaleDecision.Desired == s.desiredReplicas:
 		reason, msg = s.scaleDecision.Reason, s.scaleDecision.Message
 	}

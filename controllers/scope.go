@@ -38,6 +38,17 @@ type scope struct {
 	cluster *kafka.Cluster
 	// topics is what provisioning found and did.
 	topics *kafka.TopicsReport
+	// startingOffsetsCommitted is true when this reconcile committed the
+	// group's starting offsets.
+	startingOffsetsCommitted bool
+	// released is true when this reconcile removed the pipeline's last
+	// finalizer: the pipeline is gone, there is no status to write.
+	released bool
+	// podProblems explains the worker pods that are not ready, when the
+	// rollout is not complete.
+	podProblems string
+	// deletion reports what deleting the pipeline did with its topics.
+	deletion *deletionReport
 }
 
 func newScope(sp *sluicev1.StreamPipeline) *scope {

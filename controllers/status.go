@@ -42,6 +42,11 @@ func evaluateRollout(d *appsv1.Deployment, desired int32) rolloutState {
 		return rolloutState{message: fmt.Sprintf("%d old workers pending termination", st.Replicas-st.UpdatedReplicas)}
 	case st.AvailableReplicas < st.UpdatedReplicas:
 		return rolloutState{message: fmt.Sprintf("%d of %d updated workers available", st.AvailableReplicas, st.UpdatedReplicas)}
+	case st.Replicas > desired:
+		// Scaling down: the surplus workers are stopping (finishing their
+		// records, committing, leaving the group).
+		return rolloutState{complete: true, message: fmt.Sprintf("%d of %d workers available, %d more stopping",
+			min(st.AvailableReplicas, desired), desired, st.Replicas-desired)}
 	}
 	return rolloutState{complete: true, message: fmt.Sprintf("%d of %d workers available", st.AvailableReplicas, desired)}
 }
@@ -64,6 +69,15 @@ func setConditions(s *scope, reconcileErr error) {
 
 	var st *stalledError
 	switch {
+	case !sp.DeletionTimestamp.IsZero():
+		msg := "deleting the pipeline"
+		if reconcileErr != nil {
+			msg += ": " + reconcileErr.Error()
+		}
+		set(sluicev1.ConditionReady, metav1.ConditionFalse, sluicev1.ReasonDeleting, msg)
+		set(sluicev1.ConditionReconciling, metav1.ConditionTrue, sluicev1.ReasonDeleting, msg)
+		set(sluicev1.ConditionStalled, metav1.ConditionFalse, sluicev1.ReasonDeleting, msg)
+		return
 	case errors.As(reconcileErr, &st):
 		set(sluicev1.ConditionReady, metav1.ConditionFalse, st.reason, st.message)
 		set(sluicev1.ConditionStalled, metav1.ConditionTrue, st.reason, st.message)
@@ -82,6 +96,9 @@ func setConditions(s *scope, reconcileErr error) {
 	}
 
 	ro := evaluateRollout(s.deployment, s.desiredReplicas)
+	if !ro.complete && s.podProblems != "" {
+		ro.message += ": " + s.podProblems
+	}
 	switch {
 	case ro.failed:
 		set(sluicev1.ConditionReady, metav1.ConditionFalse, sluicev1.ReasonRolloutFailed, ro.message)

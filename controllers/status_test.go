@@ -36,6 +36,7 @@ func TestEvaluateRollout(t *testing.T) {
 		{"updated but not available", dep(2, 2, 3, 3, 2), 3, false, false, "2 of 3 updated workers available"},
 		{"complete", dep(2, 2, 3, 3, 3, progressing), 3, true, false, "3 of 3 workers available"},
 		{"scaled to zero", dep(5, 5, 0, 0, 0), 0, true, false, "0 of 0"},
+		{"scaling down: surplus workers still stopping", dep(3, 3, 2, 2, 2), 1, true, false, "1 of 1 workers available, 1 more stopping"},
 		{"progress deadline exceeded", dep(2, 2, 3, 1, 0, deadline), 3, false, true, "rollout failed: timed out"},
 	}
 	for _, tc := range cases {

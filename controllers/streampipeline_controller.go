@@ -23,7 +23,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -63,6 +62,11 @@ type StreamPipelineReconciler struct {
 	// RetryBackoffMax caps the backoff of failed reconciles (an unreachable
 	// cluster), so that recovered brokers are noticed within it.
 	RetryBackoffMax time.Duration
+	// TopicDeletionTimeout bounds how long a deleted pipeline with
+	// deletionPolicy Delete waits for an unreachable Kafka before it lets go and
+	// reports the topics it left behind: deleting a pipeline (or its namespace)
+	// always finishes.
+	TopicDeletionTimeout time.Duration
 	// MaxConcurrentReconciles: Kafka calls make reconciles wait on the network,
 	// so several run at once.
 	MaxConcurrentReconciles int
@@ -98,34 +102,29 @@ func (r *StreamPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if !sp.DeletionTimestamp.IsZero() {
-		// Owned objects are garbage-collected by Kubernetes through their owner
-		// references; the retry and dead-letter topics are kept unless
-		// deletionPolicy is Delete. The source topic is never touched.
-		if controllerutil.ContainsFinalizer(sp, sluicev1.FinalizerTopics) {
-			if err := r.finalizeTopics(ctx, sp); err != nil {
-				return ctrl.Result{}, err
-			}
-		}
-		r.release(req.NamespacedName)
-		return ctrl.Result{}, nil
-	}
-	if err := r.reconcileFinalizer(ctx, sp); err != nil {
-		return ctrl.Result{}, err
-	}
-
+	// Status, metrics and events are reported on every exit path, deletion
+	// included.
 	s := newScope(sp)
 	defer func() {
 		var err error
 		result, err = r.finish(ctx, s, result, retErr)
 		retErr = err
 	}()
+	if !sp.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, s)
+	}
+	if err := r.reconcileFinalizer(ctx, sp); err != nil {
+		return ctrl.Result{}, err
+	}
 
 	for _, p := range []phase{
+		r.reconcileClaims,
 		r.reconcileSecrets,
 		r.reconcileTopics,
+		r.reconcileStartingOffsets,
 		r.reconcileObservation,
 		r.reconcileServiceAccount,
+		r.reconcileReplicas,
 		r.reconcileWorkerConfig,
 		r.reconcileDeployment,
 		r.reconcileDisruptionBudget,
@@ -144,12 +143,17 @@ func (r *StreamPipelineReconciler) finish(ctx context.Context, s *scope, result 
 	var stalled *stalledError
 	isStalled := errors.As(reconcileErr, &stalled)
 	setConditions(s, reconcileErr)
-	r.metrics.reconciled(s.sp, errorReason(reconcileErr))
+	if s.released {
+		defer r.release(pipelineKey(s.sp))
+	} else {
+		r.metrics.reconciled(s.sp, errorReason(reconcileErr))
+	}
 
 	// Most reconciles that the lag polls trigger change a figure or two; the
-	// rest change nothing and need no write.
-	if !equality.Semantic.DeepEqual(s.original.Status, s.sp.Status) {
-		if err := r.Status().Patch(ctx, s.sp, client.MergeFrom(s.original)); err != nil {
+	// rest change nothing and need no write. A pipeline whose last finalizer
+	// this reconcile removed is gone.
+	if !s.released && !equality.Semantic.DeepEqual(s.original.Status, s.sp.Status) {
+		if err := r.writeStatus(ctx, s.sp); err != nil {
 			if !isStalled {
 				return result, errors.Join(reconcileErr, err)
 			}
@@ -206,6 +210,9 @@ func (r *StreamPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.RetryBackoffMax == 0 {
 		r.RetryBackoffMax = 30 * time.Second
 	}
+	if r.TopicDeletionTimeout == 0 {
+		r.TopicDeletionTimeout = 2 * time.Minute
+	}
 	if r.MaxConcurrentReconciles == 0 {
 		r.MaxConcurrentReconciles = 32
 	}
@@ -215,6 +222,9 @@ func (r *StreamPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.metrics = newPipelineMetrics(r.Registry, func() int { return r.kafka.Clusters() })
 	r.observer = newObserver(r.StatusSyncPeriod, r.metrics)
 	r.kafka = kafka.NewPool(r.observer.observe, r.KafkaOpts...)
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &sluicev1.StreamPipeline{}, indexClaims, claimIndexValues); err != nil {
+		return err
+	}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		<-ctx.Done()
 		r.kafka.Close()
@@ -233,6 +243,10 @@ func (r *StreamPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.ConfigMap{}).
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
+		// Pods belong to ReplicaSets; their pipeline is in their label. A pod
+		// that crash-loops changes nothing on the Deployment, but the reason
+		// Ready shows does.
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(pipelineOfPod), builder.WithPredicates(podStatusChanged())).
 		Named("streampipeline").
 		Complete(r)
 }

@@ -170,7 +170,7 @@ func TestConditionsNameCriticalLagDeadLettersAndStalls(t *testing.T) {
 	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
 
 	// Dead letters: present, and growing while they arrive.
-	k.produce(t, "orders.dlq", []int32{0}, 3, time.Now())
+	k.produce(t, sp.DeadLetterTopic(), []int32{0}, 3, time.Now())
 	g.Eventually(func(g Gomega) {
 		p := get(g)
 		g.Expect(p.Status.DeadLetter.Records).To(HaveValue(Equal(int64(3))))
@@ -224,4 +224,55 @@ func TestConditionsNameCriticalLagDeadLettersAndStalls(t *testing.T) {
 	g.Expect(found).To(HaveKeyWithValue(metricDeadLetters, 3.0))
 	g.Expect(found).To(HaveKeyWithValue(metricLag, 0.0))
 	g.Expect(found).To(HaveKeyWithValue(metricCondition, 1.0))
+}
+
+// TestLatestPipelineNeverCommittedWakesForEveryNewRecord: a startFrom: Latest
+// pipeline whose group has never committed, on a topic that already holds
+// records, scales to zero (nothing new arrived) and must wake for the records
+// that arrive afterwards. Before the operator committed the group's start, its
+// lag read 0 for ever: Latest with no commit means "the end, whenever a member
+// joins", so the pipeline stayed at zero while records piled up.
+func TestLatestPipelineNeverCommittedWakesForEveryNewRecord(t *testing.T) {
+	g := NewWithT(t)
+	k := newKafka(t, 2)
+	k.produce(t, "orders", []int32{0, 1}, 30, time.Now()) // before the pipeline: not its business
+	sp := logPipeline(newNamespace(t), "latest")
+	sp.Spec.Kafka.BootstrapServers = k.cluster.ListenAddrs()
+	sp.Spec.Source.StartFrom = sluicev1.StartFromLatest
+	sp.Spec.Scaling = sluicev1.ScalingSpec{
+		MinReplicas:            new(int32(0)),
+		LagThreshold:           new(int64(100)),
+		PollInterval:           &metav1.Duration{Duration: 200 * time.Millisecond},
+		ScaleDownStabilization: &metav1.Duration{Duration: time.Second},
+	}
+	create(t, sp)
+
+	g.Eventually(func(g Gomega) {
+		p := getPipeline(g, sp.Namespace, sp.Name)
+		g.Expect(p.Status.StartingOffsetsCommitted).NotTo(BeNil())
+		g.Expect(deploymentReplicas(g, sp)).To(BeZero())
+		g.Expect(p.Status.Lag).NotTo(BeNil())
+		g.Expect(p.Status.Lag.Total).To(BeZero())
+	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
+	committed, err := k.adm.FetchOffsets(context.Background(), sp.ConsumerGroup())
+	g.Expect(err).NotTo(HaveOccurred())
+	for p := range int32(2) {
+		o, ok := committed.Lookup("orders", p)
+		g.Expect(ok).To(BeTrue(), "partition %d has a committed start", p)
+		g.Expect(o.At).To(Equal(int64(30)), "partition %d starts at the end it had when the pipeline was created", p)
+	}
+	g.Expect(eventReasons(g, sp)).To(ContainElement(sluicev1.EventStartingOffsetsCommitted))
+
+	k.produce(t, "orders", []int32{1}, 5, time.Now())
+	g.Eventually(func(g Gomega) {
+		p := getPipeline(g, sp.Namespace, sp.Name)
+		g.Expect(deploymentReplicas(g, sp)).To(Equal(int32(1)))
+		g.Expect(p.Status.LastScale).To(HaveField("Reason", scaling.ReasonLagAppeared))
+		g.Expect(p.Status.Lag.Total).To(Equal(int64(5)))
+	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
+
+	// The workers read a partition without a committed offset (one added
+	// later) from its beginning: everything in it arrived after the start.
+	cm := workerConfigOf(g, sp)
+	g.Expect(cm.Source.StartFrom).To(Equal(string(sluicev1.StartFromEarliest)))
 }

@@ -53,8 +53,9 @@ func TestCreatingAPipelineRendersItsWorkload(t *testing.T) {
 	cfg, err := workerconfig.Parse([]byte(cm.Data[workerconfig.FileName]))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(cfg.Source.ConsumerGroup).To(Equal(ns + ".orders"))
-	g.Expect(cfg.Delivery.DeadLetterTopic).To(Equal("orders.dlq"))
-	g.Expect(cfg.Delivery.RetryTopics).To(Equal([]string{"orders.retry.1", "orders.retry.2", "orders.retry.3"}))
+	// The retry and dead-letter topics are named after the consumer group.
+	g.Expect(cfg.Delivery.DeadLetterTopic).To(Equal(ns + ".orders.dlq"))
+	g.Expect(cfg.Delivery.RetryTopics).To(Equal([]string{ns + ".orders.retry.1", ns + ".orders.retry.2", ns + ".orders.retry.3"}))
 	g.Expect(cfg.Consumer.MaxPollRecords).To(Equal(int32(100)))
 	g.Expect(cfg.Consumer.FetchMaxBytes).To(Equal(int32(1 << 20)))
 	g.Expect(cfg.Consumer.MaxPartitionFetchBytes).To(Equal(int32(256 << 10)))
@@ -69,7 +70,9 @@ func TestCreatingAPipelineRendersItsWorkload(t *testing.T) {
 	g.Expect(*sa.AutomountServiceAccountToken).To(BeFalse())
 	g.Expect(sa.OwnerReferences).To(ContainElement(HaveField("Name", "orders")))
 	pdb := &policyv1.PodDisruptionBudget{}
-	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "orders-worker"}, pdb)).To(Succeed())
+	// The budget is applied after the Deployment, in the same reconcile.
+	g.Eventually(func() error { return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "orders-worker"}, pdb) }).
+		WithTimeout(timeout).WithPolling(poll).Should(Succeed())
 	g.Expect(pdb.Spec.MaxUnavailable.IntValue()).To(Equal(1))
 	g.Expect(pdb.Spec.Selector.MatchLabels).To(Equal(d.Spec.Selector.MatchLabels))
 	g.Expect(pdb.OwnerReferences).To(ContainElement(HaveField("Name", "orders")))
@@ -85,7 +88,7 @@ func TestCreatingAPipelineRendersItsWorkload(t *testing.T) {
 		g.Expect(condition(sp, sluicev1.ConditionStalled).Status).To(Equal(metav1.ConditionFalse))
 		g.Expect(sp.Status.DesiredReplicas).To(Equal(int32(1)))
 		g.Expect(sp.Status.ConsumerGroup).To(Equal(ns + ".orders"))
-		g.Expect(sp.Status.DeadLetter.Topic).To(Equal("orders.dlq"))
+		g.Expect(sp.Status.DeadLetter.Topic).To(Equal(ns + ".orders.dlq"))
 		g.Expect(sp.Status.DeadLetter.Records).To(HaveValue(BeZero()))
 		g.Expect(sp.Status.Lag).NotTo(BeNil())
 		g.Expect(sp.Status.Lag.Total).To(BeZero())

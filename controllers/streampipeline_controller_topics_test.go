@@ -28,7 +28,8 @@ func TestTopicsAreProvisionedWithThePolicyAndDriftConverges(t *testing.T) {
 	sp.Spec.Topics.MinInSyncReplicas = new(int32(2))
 	create(t, sp)
 
-	topics := []string{"orders.retry.1", "orders.retry.2", "orders.retry.3", "orders.dlq"}
+	topics := provisionedTopics(sp)
+	g.Expect(topics).To(Equal([]string{ns + ".orders.retry.1", ns + ".orders.retry.2", ns + ".orders.retry.3", ns + ".orders.dlq"}))
 	g.Eventually(func(g Gomega) {
 		p := getPipeline(g, ns, "orders")
 		c := condition(p, sluicev1.ConditionTopicsReady)
@@ -48,16 +49,16 @@ func TestTopicsAreProvisionedWithThePolicyAndDriftConverges(t *testing.T) {
 
 	// Someone changes a config by hand: the periodic reconcile sets it back.
 	_, err := k.adm.AlterTopicConfigs(context.Background(),
-		[]kadm.AlterConfig{{Op: kadm.SetConfig, Name: "retention.ms", Value: kadm.StringPtr("1000")}}, "orders.dlq")
+		[]kadm.AlterConfig{{Op: kadm.SetConfig, Name: "retention.ms", Value: kadm.StringPtr("1000")}}, sp.DeadLetterTopic())
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Eventually(func() string { return k.topicConfig(t, "orders.dlq", "retention.ms") }).
+	g.Eventually(func() string { return k.topicConfig(t, sp.DeadLetterTopic(), "retention.ms") }).
 		WithTimeout(timeout).WithPolling(poll).Should(Equal("3600000"))
 
 	// The source grows: the provisioned topics follow. Asking for fewer
 	// partitions later never removes any, and the condition says so.
 	_, err = k.adm.UpdatePartitions(context.Background(), 6, "orders")
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Eventually(func() int { return k.partitions(t, "orders.dlq") }).
+	g.Eventually(func() int { return k.partitions(t, sp.DeadLetterTopic()) }).
 		WithTimeout(timeout).WithPolling(poll).Should(Equal(6))
 	updatePipeline(t, ns, "orders", func(sp *sluicev1.StreamPipeline) { sp.Spec.Topics.Partitions = new(int32(2)) })
 	g.Eventually(func(g Gomega) {
@@ -66,7 +67,7 @@ func TestTopicsAreProvisionedWithThePolicyAndDriftConverges(t *testing.T) {
 		g.Expect(c.Reason).To(Equal(sluicev1.ReasonPartitionsNotDecreased))
 		g.Expect(c.Message).To(ContainSubstring("orders.dlq has 6 partitions, the policy asks for 2"))
 	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
-	g.Expect(k.partitions(t, "orders.dlq")).To(Equal(6))
+	g.Expect(k.partitions(t, sp.DeadLetterTopic())).To(Equal(6))
 }
 
 func TestMissingSourceTopicStallsUntilItIsCreated(t *testing.T) {
@@ -97,7 +98,7 @@ func TestMissingSourceTopicStallsUntilItIsCreated(t *testing.T) {
 		g.Expect(condition(p, sluicev1.ConditionStalled).Status).To(Equal(metav1.ConditionFalse))
 		getDeployment(g, p)
 	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
-	g.Expect(k.topicExists(t, "payments.dlq")).To(BeTrue())
+	g.Expect(k.topicExists(t, ns+".late.dlq")).To(BeTrue())
 }
 
 func TestReplicationFactorAboveTheBrokerCountStalls(t *testing.T) {

@@ -100,6 +100,7 @@ func runSuite(m *testing.M) int {
 		KafkaTimeout:         3 * time.Second,
 		ResyncInterval:       2 * time.Second,
 		RetryBackoffMax:      2 * time.Second,
+		TopicDeletionTimeout: 8 * time.Second, // longer than KafkaTimeout: the first failed try is retried
 		StatusSyncPeriod:     200 * time.Millisecond,
 		KafkaOpts:            []kgo.Opt{kgo.MetadataMinAge(100 * time.Millisecond)},
 		Registry:             registry,

@@ -116,32 +116,6 @@ func (r *StreamPipelineReconciler) reconcileFinalizer(ctx context.Context, sp *s
 	return r.Patch(ctx, sp, patch)
 }
 
-// finalizeTopics deletes the retry and dead-letter topics of a pipeline with
-// deletionPolicy Delete, then lets the pipeline go. The source topic is never
-// deleted.
-func (r *StreamPipelineReconciler) finalizeTopics(ctx context.Context, sp *sluicev1.StreamPipeline) error {
-	s := newScope(sp)
-	if err := r.reconcileSecrets(ctx, s); err != nil {
-		return fmt.Errorf("delete topics: %w", err)
-	}
-	cluster, err := r.kafka.Acquire(pipelineKey(sp).String(), kafkaConn(s))
-	if err != nil {
-		return fmt.Errorf("delete topics: %w", err)
-	}
-	kctx, cancel := context.WithTimeout(ctx, r.KafkaTimeout)
-	defer cancel()
-	topics := provisionedTopics(sp)
-	if err := kafka.DeleteTopics(kctx, cluster.Admin(), topics...); err != nil {
-		return err
-	}
-	if r.Recorder != nil {
-		r.Recorder.Eventf(sp, nil, "Normal", sluicev1.EventTopicsDeleted, "Delete", "deleted topics %s (deletionPolicy Delete)", strings.Join(topics, ", "))
-	}
-	patch := client.MergeFrom(sp.DeepCopy())
-	controllerutil.RemoveFinalizer(sp, sluicev1.FinalizerTopics)
-	return r.Patch(ctx, sp, patch)
-}
-
 func setCondition(sp *sluicev1.StreamPipeline, t string, status metav1.ConditionStatus, reason, msg string) {
 	meta.SetStatusCondition(&sp.Status.Conditions, metav1.Condition{
 		Type: t, Status: status, Reason: reason, Message: msg, ObservedGeneration: sp.Generation,

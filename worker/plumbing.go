@@ -59,7 +59,7 @@ func openSink(ctx context.Context, cfg *workerconfig.Config, producer func() *kg
 	s := cfg.Sink
 	switch {
 	case s.HTTP != nil:
-		return sink.NewHTTP(s.HTTP.URL, s.HTTP.Timeout.Duration), nil
+		return sink.NewHTTPWith(httpOptions(s.HTTP)), nil
 	case s.Postgres != nil:
 		dsn, err := os.ReadFile(s.Postgres.DSNFile)
 		if err != nil {
@@ -126,4 +126,22 @@ func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	default:
 		k.l.Info("debug: "+msg, keyvals...)
 	}
+}
+
+// httpOptions are the HTTP sink's options from its config.
+func httpOptions(h *workerconfig.HTTPSink) sink.HTTPOptions {
+	o := sink.HTTPOptions{
+		URL: h.URL, Timeout: h.Timeout.Duration, BearerTokenFile: h.BearerTokenFile,
+		HealthURL: h.Health.URL, HealthMethod: h.Health.Method, HealthDisabled: h.Health.Disabled,
+	}
+	if b := h.BasicAuth; b != nil {
+		o.BasicAuthUsernameFile, o.BasicAuthPasswordFile = b.UsernameFile, b.PasswordFile
+	}
+	if len(h.Headers) > 0 {
+		o.Headers = make(map[string]string, len(h.Headers))
+		for _, hd := range h.Headers {
+			o.Headers[hd.Name] = hd.File
+		}
+	}
+	return o
 }

@@ -31,12 +31,16 @@ const (
 	ReasonProgressing        = "Progressing"
 	ReasonRollingOut         = "RollingOut"
 	ReasonSuspended          = "Suspended"
+	ReasonResumed            = "Resumed"
 	ReasonSecretNotFound     = "SecretNotFound"
 	ReasonSecretKeyNotFound  = "SecretKeyNotFound"
 	ReasonResourceConflict   = "ResourceConflict"
 	ReasonApplyFailed        = "ApplyFailed"
 	ReasonRolloutFailed      = "ProgressDeadlineExceeded"
 	ReasonWorkerImageMissing = "WorkerImageMissing"
+	// ReasonClaimConflict: a pipeline created earlier uses the same consumer
+	// group or retry/dead-letter topic on the same Kafka cluster.
+	ReasonClaimConflict = "ClaimConflict"
 
 	// Kafka: topics and connectivity.
 	ReasonTopicsProvisioned        = "TopicsProvisioned"
@@ -48,6 +52,10 @@ const (
 	ReasonInvalidReplicationFactor = "InvalidReplicationFactor"
 	ReasonInvalidTopicConfig       = "InvalidTopicConfig"
 	ReasonTopicProvisioningFailed  = "TopicProvisioningFailed"
+	ReasonStartingOffsetsFailed    = "StartingOffsetsFailed"
+	ReasonTopicDeletionFailed      = "TopicDeletionFailed"
+	// ReasonDeleting: the pipeline is being deleted.
+	ReasonDeleting = "Deleting"
 
 	// Lag and consumer health.
 	ReasonLagWithinBudget    = "LagWithinBudget"
@@ -73,6 +81,15 @@ const (
 	EventTopicsCreated   = "TopicsCreated"
 	EventTopicsConverged = "TopicsConverged"
 	EventTopicsDeleted   = "TopicsDeleted"
+	// EventTopicsKept: a deleted pipeline kept a topic another pipeline uses.
+	EventTopicsKept = "TopicsKept"
+	// EventTopicsLeftBehind: a deleted pipeline with deletionPolicy Delete let
+	// go without deleting its topics (credentials gone, access denied, Kafka
+	// unreachable past the deletion timeout).
+	EventTopicsLeftBehind = "TopicsLeftBehind"
+	// EventStartingOffsetsCommitted: the operator fixed a startFrom Latest
+	// group's start at the end of the topic.
+	EventStartingOffsetsCommitted = "StartingOffsetsCommitted"
 )
 
 // Labels and annotations Sluice sets on what it creates.

@@ -43,7 +43,10 @@ const (
 	DefaultPostgresKeyColumn            = "id"
 	DefaultPostgresPayloadColumn        = "payload"
 
-	// DeadLetterSuffix and RetrySuffix name the default retry and dead-letter topics.
+	// DeadLetterSuffix and RetrySuffix name the default retry and dead-letter
+	// topics after the effective consumer group: "<group>.retry.<n>",
+	// "<group>.dlq". The topics belong to the group (it consumes the retry
+	// topics), so two pipelines reading one source topic get topics of their own.
 	DeadLetterSuffix = ".dlq"
 	RetrySuffix      = ".retry"
 )
@@ -57,12 +60,13 @@ func (sp *StreamPipeline) ConsumerGroup() string {
 	return sp.Namespace + "." + sp.Name
 }
 
-// DeadLetterTopic is the effective dead-letter topic.
+// DeadLetterTopic is the effective dead-letter topic:
+// spec.delivery.deadLetterTopic, or "<consumer group>.dlq".
 func (sp *StreamPipeline) DeadLetterTopic() string {
 	if sp.Spec.Delivery.DeadLetterTopic != "" {
 		return sp.Spec.Delivery.DeadLetterTopic
 	}
-	return sp.Spec.Source.Topic + DeadLetterSuffix
+	return sp.ConsumerGroup() + DeadLetterSuffix
 }
 
 // RetryTopics are the effective retry topics, in the order a failing record
@@ -70,7 +74,7 @@ func (sp *StreamPipeline) DeadLetterTopic() string {
 func (sp *StreamPipeline) RetryTopics() []string {
 	prefix := sp.Spec.Delivery.Retry.TopicPrefix
 	if prefix == "" {
-		prefix = sp.Spec.Source.Topic + RetrySuffix
+		prefix = sp.ConsumerGroup() + RetrySuffix
 	}
 	n := Int32Or(sp.Spec.Delivery.Retry.Attempts, DefaultRetryAttempts)
 	topics := make([]string, 0, n)
@@ -94,6 +98,19 @@ func (sp *StreamPipeline) StartFrom() StartFrom {
 		return StartFromEarliest
 	}
 	return sp.Spec.Source.StartFrom
+}
+
+// PositionStartFrom is where a partition with no committed offset is read
+// from, by the workers and in the lag figures. It is StartFrom until the
+// operator has committed the group's starting offsets
+// (status.startingOffsetsCommitted); after that a partition without a committed
+// offset can only be one added to the topic later, and all of its records
+// arrived after the pipeline started, so it is read from its beginning.
+func (sp *StreamPipeline) PositionStartFrom() StartFrom {
+	if sp.Status.StartingOffsetsCommitted != nil {
+		return StartFromEarliest
+	}
+	return sp.StartFrom()
 }
 
 // EffectiveMinReplicas is the effective lower replica bound.

@@ -229,13 +229,27 @@ type SinkSpec struct {
 }
 
 // HTTPSink delivers records with HTTP POST. 2xx is success; 408, 429, 5xx and
-// timeouts are transient; any other 4xx marks the record as a poison pill.
+// timeouts are transient; any other status (4xx, and 3xx: redirects are not
+// followed) marks the record as a poison pill.
 type HTTPSink struct {
-	// URL to POST to.
+	// URL to POST to: http:// or https://, without credentials (use auth).
 	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:Pattern=`^https?://[^\s/$.?#].[^\s]*$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[^[:space:]/$.?#][^[:space:]]*$')",message="must be an http:// or https:// URL, e.g. https://orders.shop.svc/events"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[a-zA-Z]+://[^/?#]*@')",message="must not carry credentials (user:password@host): they would land in the ConfigMap, logs and dead-letter headers; use sink.http.auth with a Secret"
 	// +required
 	URL string `json:"url"`
+
+	// Auth adds credentials from Secrets to every request (and to the health
+	// check). Secrets are mounted into the worker pods, never copied.
+	// +optional
+	Auth *HTTPAuth `json:"auth,omitempty"`
+
+	// HealthCheck is how a worker's readiness checks that the service is
+	// reachable. Default: HEAD to the sink URL, where any answer but 502, 503
+	// or 504 counts as reachable (a service that doesn't implement HEAD, with
+	// 404, 405 or 501, is still up).
+	// +optional
+	HealthCheck *HTTPHealthCheck `json:"healthCheck,omitempty"`
 
 	// Timeout of one request.
 	// +kubebuilder:default="5s"
@@ -244,6 +258,78 @@ type HTTPSink struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// HTTPAuth holds the credentials of the HTTP sink, from Secrets in the
+// pipeline's namespace.
+//
+// +kubebuilder:validation:XValidation:rule="!(has(self.bearerTokenSecretRef) && has(self.basicAuthSecretRef))",message="sink.http.auth: set at most one of bearerTokenSecretRef and basicAuthSecretRef (both set the Authorization header)"
+// +kubebuilder:validation:XValidation:rule="!has(self.headers) || !(has(self.bearerTokenSecretRef) || has(self.basicAuthSecretRef)) || self.headers.all(h, h.name.lowerAscii() != 'authorization')",message="sink.http.auth.headers: Authorization is already set by bearerTokenSecretRef or basicAuthSecretRef"
+type HTTPAuth struct {
+	// BearerTokenSecretRef: "Authorization: Bearer <value of the key>".
+	// +optional
+	BearerTokenSecretRef *SecretKeyRef `json:"bearerTokenSecretRef,omitempty"`
+
+	// BasicAuthSecretRef: HTTP basic authentication with the Secret's
+	// "username" and "password" keys (a kubernetes.io/basic-auth Secret).
+	// +optional
+	BasicAuthSecretRef *SecretRef `json:"basicAuthSecretRef,omitempty"`
+
+	// Headers are request headers whose values come from Secrets (API keys).
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Headers []HTTPSecretHeader `json:"headers,omitempty"`
+}
+
+// HTTPSecretHeader is one request header whose value is a Secret's key.
+type HTTPSecretHeader struct {
+	// Name of the header, e.g. X-Api-Key.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9!#$%&*+.^_`|~-]+$')",message="must be an HTTP header name (letters, digits and !#$%&*+.^_`|~-)"
+	// +kubebuilder:validation:XValidation:rule="!(self.lowerAscii() in ['host', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'idempotency-key', 'traceparent', 'tracestate', 'baggage'])",message="is set by the worker itself and can't come from a Secret"
+	// +required
+	Name string `json:"name"`
+
+	// SecretKeyRef holds the header's value.
+	// +required
+	SecretKeyRef SecretKeyRef `json:"secretKeyRef"`
+}
+
+// HTTPHealthMethod is the method of the HTTP sink's health check.
+// +kubebuilder:validation:Enum=HEAD;GET;OPTIONS
+type HTTPHealthMethod string
+
+// Health check methods.
+const (
+	HTTPHealthHEAD    HTTPHealthMethod = "HEAD"
+	HTTPHealthGET     HTTPHealthMethod = "GET"
+	HTTPHealthOPTIONS HTTPHealthMethod = "OPTIONS"
+)
+
+// HTTPHealthCheck says how readiness checks the HTTP sink.
+type HTTPHealthCheck struct {
+	// URL of a health endpoint. Set, the service is healthy when it answers
+	// 2xx or 3xx. Default: the sink URL, where any answer but 502, 503 and 504
+	// counts as reachable.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[^[:space:]/$.?#][^[:space:]]*$')",message="must be an http:// or https:// URL, e.g. http://orders.shop.svc/healthz"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[a-zA-Z]+://[^/?#]*@')",message="must not carry credentials (user:password@host); the auth headers are sent with the health check"
+	// +optional
+	URL string `json:"url,omitempty"`
+
+	// Method of the check.
+	// +kubebuilder:default=HEAD
+	// +optional
+	Method HTTPHealthMethod `json:"method,omitempty"`
+
+	// Disabled makes readiness depend on the consumer group only: for a
+	// service that has no cheap request to probe. The circuit breaker still
+	// protects it.
+	// +optional
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // PostgresSink inserts records with INSERT ... ON CONFLICT (key) DO NOTHING.
@@ -349,7 +435,8 @@ type DeliverySpec struct {
 	Retry RetrySpec `json:"retry,omitzero"`
 
 	// DeadLetterTopic receives records that can't be processed, with the error in
-	// headers. Default: "<source topic>.dlq".
+	// headers. Default: "<consumer group>.dlq" (the effective group, so two
+	// pipelines reading one topic never share a dead-letter topic).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=249
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
@@ -383,7 +470,7 @@ type RetrySpec struct {
 	Backoff BackoffSpec `json:"backoff,omitzero"`
 
 	// TopicPrefix names the retry topics "<prefix>.1" ... "<prefix>.<attempts>".
-	// Default: "<source topic>.retry".
+	// Default: "<consumer group>.retry".
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=240
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
@@ -747,6 +834,16 @@ type StreamPipelineStatus struct {
 	// LastScale is the operator's most recent change of the worker count.
 	// +optional
 	LastScale *ScaleStatus `json:"lastScale,omitempty"`
+
+	// StartingOffsetsCommitted is when the operator fixed where the consumer
+	// group starts: for startFrom Latest, it commits the end of every partition
+	// for a group that has no committed offset and no members, before the first
+	// worker starts. From then on every record that arrives counts as lag and is
+	// consumed, also while the pipeline runs no workers, and a partition without
+	// a committed offset (one added to the topic later) is read from its
+	// beginning. Unset for startFrom Earliest.
+	// +optional
+	StartingOffsetsCommitted *metav1.Time `json:"startingOffsetsCommitted,omitempty"`
 
 	// WorkerConfigHash identifies the rendered worker configuration; it changes
 	// (and rolls the pods) when the configuration does.

@@ -120,7 +120,20 @@ func TestInvalidManifestsAreRejectedWithTheFieldNamed(t *testing.T) {
 		{"unsupported SASL mechanism", map[string]any{"kafka.sasl": map[string]any{"mechanism": "GSSAPI", "secretRef": map[string]any{"name": "u"}}},
 			[]string{"spec.kafka.sasl.mechanism", "Unsupported value"}},
 		{"non-http URL", map[string]any{"sink.http.url": "ftp://orders"},
-			[]string{"spec.sink.http.url", "should match"}},
+			[]string{"spec.sink.http.url", "must be an http:// or https:// URL"}},
+		{"credentials in the URL", map[string]any{"sink.http.url": "https://user:hunter2@orders/events"},
+			[]string{"spec.sink.http.url", "must not carry credentials", "sink.http.auth"}},
+		{"bearer and basic auth both", map[string]any{"sink.http.auth": map[string]any{
+			"bearerTokenSecretRef": map[string]any{"name": "t", "key": "token"}, "basicAuthSecretRef": map[string]any{"name": "b"}}},
+			[]string{"spec.sink.http.auth", "at most one of bearerTokenSecretRef and basicAuthSecretRef"}},
+		{"a header the worker sets itself", map[string]any{"sink.http.auth": map[string]any{
+			"headers": []any{map[string]any{"name": "Idempotency-Key", "secretKeyRef": map[string]any{"name": "t", "key": "k"}}}}},
+			[]string{"spec.sink.http.auth.headers[0].name", "set by the worker itself"}},
+		{"a header name with a space", map[string]any{"sink.http.auth": map[string]any{
+			"headers": []any{map[string]any{"name": "X Api Key", "secretKeyRef": map[string]any{"name": "t", "key": "k"}}}}},
+			[]string{"spec.sink.http.auth.headers[0].name", "must be an HTTP header name"}},
+		{"health check URL with credentials", map[string]any{"sink.http.healthCheck": map[string]any{"url": "http://a:b@orders/healthz"}},
+			[]string{"spec.sink.http.healthCheck.url", "must not carry credentials"}},
 		{"warm-up faster than the limit", map[string]any{"rateLimit.recordsPerSecond": int64(50)},
 			[]string{"spec.rateLimit.warmup.recordsPerSecond", "must not exceed rateLimit.recordsPerSecond"}},
 		{"negative min replicas", map[string]any{"scaling.minReplicas": int64(-1)},
@@ -192,7 +205,8 @@ func TestMinimalPipelineGetsTheSafeDefaults(t *testing.T) {
 		{"scaling.minReplicas", *s.Scaling.MinReplicas, int32(1)},
 		{"scaling.pollInterval", s.Scaling.PollInterval.Duration.String(), "2s"},
 		{"sink.http.timeout", s.Sink.HTTP.Timeout.Duration.String(), "5s"},
-		{"dead-letter topic (derived)", sp.DeadLetterTopic(), "orders.dlq"},
+		{"dead-letter topic (derived from the group)", sp.DeadLetterTopic(), namespace + ".defaults.dlq"},
+		{"sink.http.healthCheck (unset: HEAD to the sink URL)", s.Sink.HTTP.HealthCheck == nil, true},
 		{"consumer group (derived)", sp.ConsumerGroup(), namespace + ".defaults"},
 	}
 	for _, c := range checks {

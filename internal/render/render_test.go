@@ -66,6 +66,33 @@ func TestWorkerConfigPerSink(t *testing.T) {
 				t.Errorf("http sink = %+v", c.Sink.HTTP)
 			}
 		}},
+		{"http credentials as mounted files, health check", func(sp *sluicev1.StreamPipeline) {
+			sp.Spec.Sink.HTTP.Auth = &sluicev1.HTTPAuth{
+				BearerTokenSecretRef: &sluicev1.SecretKeyRef{Name: "svc-token", Key: "token"},
+				Headers:              []sluicev1.HTTPSecretHeader{{Name: "X-Api-Key", SecretKeyRef: sluicev1.SecretKeyRef{Name: "svc-key", Key: "key"}}},
+			}
+			sp.Spec.Sink.HTTP.HealthCheck = &sluicev1.HTTPHealthCheck{URL: "http://svc/healthz", Method: sluicev1.HTTPHealthGET}
+		}, func(t *testing.T, c workerconfig.Config) {
+			h := c.Sink.HTTP
+			if h.BearerTokenFile != "/etc/sluice/secrets/http-bearer/token" || h.BasicAuth != nil ||
+				len(h.Headers) != 1 || h.Headers[0] != (workerconfig.HeaderFile{Name: "X-Api-Key", File: "/etc/sluice/secrets/http-header-0/key"}) {
+				t.Errorf("http credentials = %+v", h)
+			}
+			if h.Health != (workerconfig.HTTPHealth{URL: "http://svc/healthz", Method: "GET"}) {
+				t.Errorf("health = %+v", h.Health)
+			}
+		}},
+		{"http basic auth; health check defaults to HEAD on the sink URL", func(sp *sluicev1.StreamPipeline) {
+			sp.Spec.Sink.HTTP.Auth = &sluicev1.HTTPAuth{BasicAuthSecretRef: &sluicev1.SecretRef{Name: "svc-basic"}}
+		}, func(t *testing.T, c workerconfig.Config) {
+			h := c.Sink.HTTP
+			if h.BasicAuth == nil || *h.BasicAuth != (workerconfig.BasicAuthFiles{UsernameFile: "/etc/sluice/secrets/http-basic/username", PasswordFile: "/etc/sluice/secrets/http-basic/password"}) {
+				t.Errorf("basic auth = %+v", h.BasicAuth)
+			}
+			if h.Health != (workerconfig.HTTPHealth{Method: "HEAD"}) {
+				t.Errorf("health = %+v", h.Health)
+			}
+		}},
 		{"postgres with its DSN as a mounted file", func(sp *sluicev1.StreamPipeline) {
 			sp.Spec.Sink = sluicev1.SinkSpec{Postgres: &sluicev1.PostgresSink{
 				DSNSecretRef: sluicev1.SecretKeyRef{Name: "pg", Key: "dsn"}, Table: "public.orders",

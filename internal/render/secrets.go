@@ -1,7 +1,9 @@
 package render
 
 import (
+	"fmt"
 	"path"
+	"strconv"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
@@ -28,6 +30,9 @@ const (
 	volumeKafkaClientCert = "kafka-client-cert"
 	volumeKafkaSASL       = "kafka-sasl"
 	volumePostgresDSN     = "postgres-dsn"
+	volumeHTTPBearer      = "http-bearer"
+	volumeHTTPBasic       = "http-basic"
+	volumeHTTPHeader      = "http-header-" // + index
 )
 
 // SecretMounts lists the Secrets the pipeline references, in a stable order.
@@ -46,6 +51,19 @@ func SecretMounts(sp *sluicev1.StreamPipeline) []SecretMount {
 	}
 	if pg := sp.Spec.Sink.Postgres; pg != nil {
 		mounts = append(mounts, SecretMount{volumePostgresDSN, pg.DSNSecretRef.Name, []string{pg.DSNSecretRef.Key}, "spec.sink.postgres.dsnSecretRef"})
+	}
+	if h := sp.Spec.Sink.HTTP; h != nil && h.Auth != nil {
+		a := h.Auth
+		if ref := a.BearerTokenSecretRef; ref != nil {
+			mounts = append(mounts, SecretMount{volumeHTTPBearer, ref.Name, []string{ref.Key}, "spec.sink.http.auth.bearerTokenSecretRef"})
+		}
+		if ref := a.BasicAuthSecretRef; ref != nil {
+			mounts = append(mounts, SecretMount{volumeHTTPBasic, ref.Name, []string{"username", "password"}, "spec.sink.http.auth.basicAuthSecretRef"})
+		}
+		for i, hd := range a.Headers {
+			mounts = append(mounts, SecretMount{volumeHTTPHeader + strconv.Itoa(i), hd.SecretKeyRef.Name, []string{hd.SecretKeyRef.Key},
+				fmt.Sprintf("spec.sink.http.auth.headers[%d].secretKeyRef", i)})
+		}
 	}
 	return mounts
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -50,7 +51,7 @@ func WorkerConfig(sp *sluicev1.StreamPipeline) workerconfig.Config {
 		Source: workerconfig.Source{
 			Topic:         s.Source.Topic,
 			ConsumerGroup: sp.ConsumerGroup(),
-			StartFrom:     string(sp.StartFrom()),
+			StartFrom:     string(sp.PositionStartFrom()),
 		},
 		Delivery: workerconfig.Delivery{
 			Semantics:   string(sp.Semantics()),
@@ -107,7 +108,7 @@ func WorkerConfig(sp *sluicev1.StreamPipeline) workerconfig.Config {
 
 	switch {
 	case s.Sink.HTTP != nil:
-		cfg.Sink.HTTP = &workerconfig.HTTPSink{URL: s.Sink.HTTP.URL, Timeout: dur(s.Sink.HTTP.Timeout, sluicev1.DefaultHTTPTimeout)}
+		cfg.Sink.HTTP = httpSink(s.Sink.HTTP, mounts)
 	case s.Sink.Postgres != nil:
 		pg := s.Sink.Postgres
 		m, _ := findMount(mounts, volumePostgresDSN)
@@ -138,12 +139,32 @@ func ConfigMap(sp *sluicev1.StreamPipeline) (*corev1.ConfigMap, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("render worker config: %w", err)
 	}
+	hint, err := ScaleUpHint(sp).Marshal()
+	if err != nil {
+		return nil, "", fmt.Errorf("render scale-up hint: %w", err)
+	}
 	cm := &corev1.ConfigMap{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 		ObjectMeta: objectMeta(sp, ConfigMapName(sp)),
-		Data:       map[string]string{workerconfig.FileName: string(data)},
+		Data: map[string]string{
+			workerconfig.FileName: string(data),
+			// Not hashed: it changes with every scale-up and must roll nothing.
+			workerconfig.ScaleUpFileName: string(hint),
+		},
 	}
 	return cm, Hash(data), nil
+}
+
+// ScaleUpHint tells the workers a scale-up starts that they were added for
+// capacity: they join at once instead of waiting their startup jitter, which
+// is there to stagger a whole fleet (a first start, a rollout, a resume from
+// suspend), not the few pods a backlog asks for.
+func ScaleUpHint(sp *sluicev1.StreamPipeline) workerconfig.ScaleUp {
+	ls := sp.Status.LastScale
+	if ls == nil || ls.To <= ls.From || ls.Reason == sluicev1.ReasonResumed {
+		return workerconfig.ScaleUp{}
+	}
+	return workerconfig.ScaleUp{At: ls.Time.DeepCopy(), From: ls.From, To: ls.To}
 }
 
 // Hash is a short, stable digest of data.
@@ -157,4 +178,32 @@ func stringOr(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// httpSink renders the HTTP sink: its credentials as the files of their
+// mounts, the health check with its default method.
+func httpSink(h *sluicev1.HTTPSink, mounts []SecretMount) *workerconfig.HTTPSink {
+	out := &workerconfig.HTTPSink{URL: h.URL, Timeout: metav1.Duration{Duration: sluicev1.DurationOr(h.Timeout, sluicev1.DefaultHTTPTimeout)}}
+	if a := h.Auth; a != nil {
+		if ref := a.BearerTokenSecretRef; ref != nil {
+			m, _ := findMount(mounts, volumeHTTPBearer)
+			out.BearerTokenFile = m.File(ref.Key)
+		}
+		if a.BasicAuthSecretRef != nil {
+			m, _ := findMount(mounts, volumeHTTPBasic)
+			out.BasicAuth = &workerconfig.BasicAuthFiles{UsernameFile: m.File("username"), PasswordFile: m.File("password")}
+		}
+		for i, hd := range a.Headers {
+			m, _ := findMount(mounts, volumeHTTPHeader+strconv.Itoa(i))
+			out.Headers = append(out.Headers, workerconfig.HeaderFile{Name: hd.Name, File: m.File(hd.SecretKeyRef.Key)})
+		}
+	}
+	out.Health.Method = string(sluicev1.HTTPHealthHEAD)
+	if hc := h.HealthCheck; hc != nil {
+		out.Health.URL, out.Health.Disabled = hc.URL, hc.Disabled
+		if hc.Method != "" {
+			out.Health.Method = string(hc.Method)
+		}
+	}
+	return out
 }

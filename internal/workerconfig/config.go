@@ -99,6 +99,35 @@ type Sink struct {
 type HTTPSink struct {
 	URL     string          `json:"url"`
 	Timeout metav1.Duration `json:"timeout"`
+	// BearerTokenFile holds a token sent as "Authorization: Bearer <token>".
+	BearerTokenFile string `json:"bearerTokenFile,omitempty"`
+	// BasicAuth names the files of HTTP basic credentials.
+	BasicAuth *BasicAuthFiles `json:"basicAuth,omitempty"`
+	// Headers are sent with every request, each value read from a file.
+	Headers []HeaderFile `json:"headers,omitempty"`
+	// Health says how readiness checks the service.
+	Health HTTPHealth `json:"health,omitempty"`
+}
+
+// BasicAuthFiles name the mounted username and password files.
+type BasicAuthFiles struct {
+	UsernameFile string `json:"usernameFile"`
+	PasswordFile string `json:"passwordFile"`
+}
+
+// HeaderFile is a request header whose value is in a mounted file.
+type HeaderFile struct {
+	Name string `json:"name"`
+	File string `json:"file"`
+}
+
+// HTTPHealth is the HTTP sink's readiness check. An empty URL checks the
+// sink URL (reachable unless it answers 502, 503 or 504); a URL of its own is
+// healthy on 2xx and 3xx.
+type HTTPHealth struct {
+	URL      string `json:"url,omitempty"`
+	Method   string `json:"method,omitempty"` // HEAD (default), GET or OPTIONS
+	Disabled bool   `json:"disabled,omitempty"`
 }
 
 // PostgresSink inserts records; the DSN is read from a mounted file.

@@ -2,6 +2,7 @@ package workerconfig
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -102,6 +103,7 @@ func validateSink(s Sink, semantics string, path *field.Path) field.ErrorList {
 		if s.HTTP.Timeout.Duration <= 0 {
 			errs = append(errs, field.Invalid(path.Child("http", "timeout"), s.HTTP.Timeout.String(), "must be positive"))
 		}
+		errs = append(errs, validateHTTP(s.HTTP, path.Child("http"))...)
 	}
 	if s.Postgres != nil {
 		set++
@@ -223,4 +225,47 @@ func validateRateLimit(r RateLimit, path *field.Path) field.ErrorList {
 		errs = append(errs, field.Invalid(path.Child("warmupRecordsPerSecond"), r.WarmupRecordsPerSecond, "must not exceed recordsPerSecond"))
 	}
 	return errs
+}
+
+// validateHTTP checks the HTTP sink's URLs and credential files.
+func validateHTTP(h *HTTPSink, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if h.URL != "" {
+		errs = append(errs, validateHTTPURL(h.URL, path.Child("url"))...)
+	}
+	if h.Health.URL != "" {
+		errs = append(errs, validateHTTPURL(h.Health.URL, path.Child("health", "url"))...)
+	}
+	switch h.Health.Method {
+	case "", "HEAD", "GET", "OPTIONS":
+	default:
+		errs = append(errs, field.NotSupported(path.Child("health", "method"), h.Health.Method, []string{"HEAD", "GET", "OPTIONS"}))
+	}
+	if h.BearerTokenFile != "" && h.BasicAuth != nil {
+		errs = append(errs, field.Invalid(path.Child("basicAuth"), "", "bearerTokenFile and basicAuth both set the Authorization header; set one"))
+	}
+	if b := h.BasicAuth; b != nil && (b.UsernameFile == "" || b.PasswordFile == "") {
+		errs = append(errs, field.Required(path.Child("basicAuth"), "usernameFile and passwordFile"))
+	}
+	for i, hd := range h.Headers {
+		if hd.Name == "" || hd.File == "" {
+			errs = append(errs, field.Required(path.Child("headers").Index(i), "name and file"))
+		}
+	}
+	return errs
+}
+
+// validateHTTPURL refuses what the API refuses: other schemes, and
+// credentials in the URL (they would be printed in logs and DLQ headers).
+func validateHTTPURL(raw string, path *field.Path) field.ErrorList {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return field.ErrorList{field.Invalid(path, raw, "must be an http:// or https:// URL: "+err.Error())}
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		return field.ErrorList{field.Invalid(path, u.Redacted(), "must be an http:// or https:// URL with a host")}
+	case u.User != nil:
+		return field.ErrorList{field.Invalid(path, u.Redacted(), "must not carry credentials (user:password@host); use a bearer token, basic auth or header files")}
+	}
+	return nil
 }
