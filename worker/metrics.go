@@ -18,6 +18,7 @@ const (
 	metricRateLimit       = "sluice_worker_rate_limit_records_per_second"
 	metricProducerResets  = "sluice_worker_producer_resets_total"
 	metricRebalances      = "sluice_worker_rebalances_total"
+	metricSinkOpenErrors  = "sluice_worker_sink_open_failures_total"
 	outcomeProcessed      = "processed"
 	outcomeRetried        = "retried"
 	outcomeDeadLettered   = "dead_lettered"
@@ -42,6 +43,8 @@ type metrics struct {
 	rateLimit      prometheus.Gauge
 	producerResets prometheus.Counter
 	rebalances     *prometheus.CounterVec
+	// sinkOpenFailures counts failed attempts to open the sink at start.
+	sinkOpenFailures prometheus.Counter
 
 	processed, retried, deadLettered, duplicates prometheus.Counter
 }
@@ -74,7 +77,9 @@ func newMetrics(reg prometheus.Registerer, pipeline string) *metrics {
 		Help: "Times the producer of parked copies was replaced after it stopped making progress."})
 	m.rebalances = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricRebalances, ConstLabels: labels,
 		Help: "Group rebalances this member took part in, by kind: assigned (partitions given), revoked (taken back cleanly), lost (session expired)."}, []string{"kind"})
-	reg.MustRegister(m.records, m.errors, m.processing, m.endToEnd, m.circuit, m.inFlight, m.paused, m.commits, m.parkFailures, m.rateLimit, m.producerResets, m.rebalances)
+	m.sinkOpenFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: metricSinkOpenErrors, ConstLabels: labels,
+		Help: "Failed attempts to open the sink at start (e.g. the database is down); the worker stays unready and retries with backoff."})
+	reg.MustRegister(m.records, m.errors, m.processing, m.endToEnd, m.circuit, m.inFlight, m.paused, m.commits, m.parkFailures, m.rateLimit, m.producerResets, m.rebalances, m.sinkOpenFailures)
 	m.processed = m.records.WithLabelValues(outcomeProcessed)
 	m.retried = m.records.WithLabelValues(outcomeRetried)
 	m.deadLettered = m.records.WithLabelValues(outcomeDeadLettered)

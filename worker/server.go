@@ -38,12 +38,15 @@ func (w *Worker) serve(ctx context.Context, ln net.Listener, gatherer prometheus
 }
 
 func (w *Worker) ready(ctx context.Context) error {
-	if !w.joined.Load() {
-		return errors.New("not joined to the consumer group yet")
-	}
 	snk := w.sinkRef.Load()
 	if snk == nil {
+		if err := w.sinkOpenErr.Load(); err != nil {
+			return errors.New("sink not open yet: " + (*err).Error())
+		}
 		return errors.New("sink not open yet")
+	}
+	if !w.joined.Load() {
+		return errors.New("not joined to the consumer group yet")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()

@@ -22,10 +22,16 @@ func (w *Worker) exactlyOnce() bool {
 	return w.cfg.Delivery.Semantics == "ExactlyOnce" && w.cfg.Sink.Kafka != nil
 }
 
-// transactionalID names this member's producer. In a pod it is stable across
-// restarts (the pod name), so a restarted worker fences its predecessor; outside
-// Kubernetes the process ID keeps two local workers apart. Zombie members are
-// fenced by the group generation either way (KIP-447).
+// transactionalID names this member's producer: the pod name in Kubernetes,
+// host and process ID outside it, so that no two live workers share one.
+// It is not stable across restarts: a Deployment pod that restarts in place
+// keeps its name (and fences its predecessor's producer), but a replaced pod
+// gets a new one. What fences a zombie either way is the group generation
+// (KIP-447): its transactional offset commit carries the generation it was
+// assigned in and is refused after a rebalance, so its transaction aborts;
+// the broker aborts a dead worker's open transaction after the transaction
+// timeout (maxPollInterval), and until then read_committed readers of the
+// partitions it wrote wait.
 func (w *Worker) transactionalID() string {
 	if pod := os.Getenv("POD_NAME"); pod != "" {
 		return w.cfg.Source.ConsumerGroup + "-" + pod
@@ -52,7 +58,8 @@ func (w *Worker) consumeExactlyOnce(ctx context.Context, opts []kgo.Opt) error {
 	if err != nil {
 		return fmt.Errorf("kafka transactional session: %w", err)
 	}
-	defer sess.Close()
+	// Leaving the group is bounded as in the at-least-once loop (shutdown).
+	defer closeWithin(finalizeBudget, closeOnce(sess.Close))
 	w.snk = sink.NewKafka(sess.Client, w.cfg.Sink.Kafka.Topic)
 	w.sinkRef.Store(&w.snk)
 
@@ -106,8 +113,27 @@ func (w *Worker) consumeExactlyOnce(ctx context.Context, opts []kgo.Opt) error {
 			continue
 		}
 		w.metrics.commits.WithLabelValues(commitResultSucceeded).Inc()
+		forgetFinished(poisoned, recs)
 	}
 	return nil
+}
+
+// poisonKey names a source record in the poisoned set.
+func poisonKey(r *kgo.Record) string {
+	return r.Topic + "/" + strconv.FormatInt(int64(r.Partition), 10) + "/" + strconv.FormatInt(r.Offset, 10)
+}
+
+// forgetFinished drops the records of a committed transaction from the
+// poisoned set: each of them is done (written, or dead-lettered with its
+// error), so the set holds only records still to be retried and does not grow
+// with every pill a long-running worker sees.
+func forgetFinished(poisoned map[string]error, recs []*kgo.Record) {
+	if len(poisoned) == 0 {
+		return
+	}
+	for _, r := range recs {
+		delete(poisoned, poisonKey(r))
+	}
 }
 
 // startTransformSpans starts a process span per record when tracing is on
@@ -147,7 +173,7 @@ func (w *Worker) transformInTransaction(ctx context.Context, sess *kgo.GroupTran
 		mu.Unlock()
 	}
 	for i, r := range recs {
-		id := r.Topic + "/" + strconv.FormatInt(int64(r.Partition), 10) + "/" + strconv.FormatInt(r.Offset, 10)
+		id := poisonKey(r)
 		info, err := decodeFailureInfo(r)
 		if err == nil {
 			_, err = configuredKey(w.cfg.IdempotencyKey, r)

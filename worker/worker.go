@@ -62,6 +62,10 @@ type Options struct {
 	KafkaOpts []kgo.Opt
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
+	// ScaleUpPath is the operator's scale-up hint next to the config
+	// (workerconfig.ScaleUpFileName); a worker that a scale-up added skips its
+	// startup jitter. Empty: no hint.
+	ScaleUpPath string
 }
 
 // Worker consumes one pipeline's source and retry topics as one group member.
@@ -84,6 +88,7 @@ type Worker struct {
 	parkFailStreak atomic.Int32
 	snk            sink.Sink
 	sinkRef        atomic.Pointer[sink.Sink]
+	sinkOpenErr    atomic.Pointer[error] // why the sink isn't open yet
 	joined         atomic.Bool
 	committing     atomic.Bool // an asynchronous commit is on its way
 	tracker        *tracker
@@ -203,8 +208,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	// needs it to know where to start. (The kafka sink reads the producer only
 	// when it writes.)
 	if w.snk = w.opts.Sink; w.snk == nil {
-		if w.snk, err = openSink(ctx, w.cfg, w.producer.Load); err != nil {
-			return err
+		if w.snk = w.openSinkRetrying(ctx); w.snk == nil {
+			return nil // stopped while waiting for the sink
 		}
 	}
 	defer func() { _ = w.snk.Close() }()
@@ -223,22 +228,62 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.client, err = kgo.NewClient(append(opts, w.opts.KafkaOpts...)...); err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
-	defer w.client.Close()
+	closeClient := closeOnce(w.client.Close)
+	closeBudget := finalizeBudget // consume's shutdown spends it itself
+	defer func() { closeWithin(closeBudget, closeClient) }()
 	producer, err := w.newProducer()
 	if err != nil {
 		return err
 	}
 	w.producer.Store(producer)
 	defer func() { w.producer.Load().Close() }()
-	return w.consume(ctx)
+	err = w.consume(ctx, closeClient)
+	closeBudget = 0
+	return err
+}
+
+// sinkOpenBackoffMax caps the wait between attempts to open the sink.
+const sinkOpenBackoffMax = 30 * time.Second
+
+// openSinkRetrying opens the sink, retrying with backoff while it can't be
+// reached (a database that is down at start): the worker stays alive and
+// unready, saying why, instead of exiting into a crash loop whose restarts
+// back off for minutes. It returns nil when ctx ends first.
+func (w *Worker) openSinkRetrying(ctx context.Context) sink.Sink {
+	for attempt := 1; ; attempt++ {
+		snk, err := openSink(ctx, w.cfg, w.producer.Load)
+		if err == nil {
+			w.sinkOpenErr.Store(nil)
+			return snk
+		}
+		w.sinkOpenErr.Store(&err)
+		w.metrics.sinkOpenFailures.Inc()
+		wait := min(time.Duration(attempt)*time.Second, sinkOpenBackoffMax)
+		w.log.Warn("could not open the sink; retrying", "attempt", attempt, "in", wait, "err", err)
+		if !sleepCtx(ctx, wait) {
+			return nil
+		}
+	}
 }
 
 // jitter waits a random time up to maxJitter, so that a restarted fleet joins
-// the group (and hits the sink) spread out rather than all at once.
+// the group (and hits the sink) spread out rather than all at once. A worker
+// that a scale-up added joins at once: the backlog wants its capacity now,
+// and the few pods a scale-up adds are no stampede (each still warms up).
 func (w *Worker) jitter(ctx context.Context) error {
 	maxJitter := w.cfg.Startup.MaxJitter.Duration
 	if maxJitter <= 0 {
 		return nil
+	}
+	if w.opts.ScaleUpPath != "" {
+		hint, err := workerconfig.LoadScaleUp(w.opts.ScaleUpPath)
+		switch {
+		case err != nil:
+			w.log.Warn("ignoring the scale-up hint", "err", err)
+		case hint.AddedBy(w.now()):
+			w.log.Info("started by a scale-up: joining without startup jitter", "scaledUpAt", hint.At.Time, "from", hint.From, "to", hint.To)
+			return nil
+		}
 	}
 	d := rand.N(maxJitter)
 	w.log.Info("startup jitter", "delay", d)
@@ -401,8 +446,9 @@ func deliveryTimeout(maxPollInterval time.Duration) time.Duration {
 	return min(max(maxPollInterval/3, 4*producerMetadataMinAge), 30*time.Second)
 }
 
-// consume is the poll loop.
-func (w *Worker) consume(ctx context.Context) error {
+// consume is the poll loop; closeClient leaves the group and closes the
+// consumer once.
+func (w *Worker) consume(ctx context.Context, closeClient func() <-chan struct{}) error {
 	// Processing outlives a SIGTERM by at most the shutdown timeout: in-flight
 	// records are finished, not abandoned mid-call.
 	procCtx, procCancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -455,7 +501,7 @@ func (w *Worker) consume(ctx context.Context) error {
 		w.settle(procCtx, pauses)
 		w.client.AllowRebalance()
 	}
-	return w.shutdown(procCtx)
+	return w.shutdown(closeClient)
 }
 
 // commitRetryInterval is how soon an idle worker tries again to commit offsets
@@ -876,11 +922,55 @@ func (w *Worker) forget(cl *kgo.Client, parts map[string][]int32) {
 	cl.ResumeFetchPartitions(parts) // a partition assigned again later starts unpaused
 }
 
+// finalizeBudget bounds what a shutdown does after the drain (itself bounded
+// by shutdownTimeout): the last commit and leaving the group. So a SIGTERM
+// ends the process within shutdownTimeout + finalizeBudget in every state,
+// inside the pod's grace period. A leave that can't finish in time (a
+// JoinGroup in flight waits for the whole rebalance) is abandoned: the broker
+// expires the member's session, and the records it had not committed are
+// read again by the next owner.
+const finalizeBudget = 5 * time.Second
+
 // shutdown commits what is finished and leaves the group (Close runs the revoke
-// callback, which commits again for the partitions given up).
-func (w *Worker) shutdown(ctx context.Context) error {
+// callback, which commits again for the partitions given up), within
+// finalizeBudget.
+func (w *Worker) shutdown(closeClient func() <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(context.Background(), finalizeBudget)
+	defer cancel()
 	w.commit(ctx, w.tracker.committable())
 	w.client.AllowRebalance()
 	w.log.Info("shutting down: committed finished records, leaving the group")
+	select {
+	case <-closeClient():
+	case <-ctx.Done():
+		w.log.Warn("shutting down: leaving the group did not finish in time; exiting without it (the broker expires the session)", "waited", finalizeBudget)
+	}
 	return nil
+}
+
+// closeOnce wraps a blocking close so that it runs once, in the background;
+// the returned function starts it (the first time) and returns a channel
+// closed when it has finished.
+func closeOnce(fn func()) func() <-chan struct{} {
+	done := make(chan struct{})
+	var once sync.Once
+	return func() <-chan struct{} {
+		once.Do(func() {
+			go func() {
+				defer close(done)
+				fn()
+			}()
+		})
+		return done
+	}
+}
+
+// closeWithin starts a close (closeOnce) and waits for it at most d.
+func closeWithin(d time.Duration, closeFn func() <-chan struct{}) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-closeFn():
+	case <-t.C:
+	}
 }

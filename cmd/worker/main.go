@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 
@@ -49,7 +50,10 @@ func run() int {
 	// resident memory) next to the worker's.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	w, err := worker.New(worker.Options{Config: cfg, Logger: log, Registry: reg})
+	w, err := worker.New(worker.Options{
+		Config: cfg, Logger: log, Registry: reg,
+		ScaleUpPath: filepath.Join(filepath.Dir(*configPath), workerconfig.ScaleUpFileName),
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
