@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-dev/sluice/worker/failure"
@@ -23,6 +25,14 @@ import (
 //     chunk starts. So the stored offset always sits exactly after the last
 //     handled record, and nothing after it has taken effect;
 //   - newly assigned partitions start at the stored offsets (AdjustFetchOffsetsFn);
+//     a partition with none gets one first (its Kafka commit, or startFrom made
+//     absolute), so every write is fenced by a stored offset;
+//   - the stored offset is the truth: a chunk is written only when it starts
+//     exactly there. A database that lost commits it had acknowledged (a crash
+//     with synchronous_commit off, a failover to an asynchronous standby) holds
+//     an older offset than the worker's position: the write is refused and the
+//     partition goes back to the stored offset, so the lost records are written
+//     again instead of leaving a gap;
 //   - the Kafka commit follows the database, best-effort, so lag stays visible.
 
 // offsetsInDB reports whether the consumer's offsets live in the sink's
@@ -33,17 +43,12 @@ func (w *Worker) offsetsInDB() bool {
 
 // offsetsFromDB replaces the fetched Kafka commits of newly assigned partitions
 // with the offsets stored in the database; a partition without a stored offset
-// keeps its Kafka commit (or startFrom). While the database doesn't answer, the
-// partitions wait (heartbeats go on); a rebalance cancels ctx.
+// gets its Kafka commit (or startFrom, made absolute) stored first. While the
+// database doesn't answer, the partitions wait (heartbeats go on); a rebalance
+// cancels ctx.
 func (w *Worker) offsetsFromDB(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	parts := map[string][]int32{}
-	for topic, ps := range offsets {
-		for p := range ps {
-			parts[topic] = append(parts[topic], p)
-		}
-	}
 	for attempt := 1; ; attempt++ {
-		stored, err := w.txSink.Offsets(ctx, w.cfg.Source.ConsumerGroup, parts)
+		stored, err := w.initStoredOffsets(ctx, offsets)
 		if err == nil {
 			for topic, ps := range stored {
 				for p, next := range ps {
@@ -54,6 +59,7 @@ func (w *Worker) offsetsFromDB(ctx context.Context, offsets map[string]map[int32
 						w.tracker.resumeAt(tp{topic, p}, next)
 					}
 					offsets[topic][p] = kgo.NewOffset().At(next)
+					w.rememberDBStart(tp{topic, p}, next)
 				}
 			}
 			w.log.Info("resuming assigned partitions at the offsets stored in PostgreSQL", "stored", stored)
@@ -64,6 +70,79 @@ func (w *Worker) offsetsFromDB(ctx context.Context, offsets map[string]map[int32
 			return nil, fmt.Errorf("read the offsets stored in PostgreSQL: %w", err)
 		}
 	}
+}
+
+// initStoredOffsets returns the stored offsets of the assigned partitions,
+// storing one first for each partition that has none: where the consumer
+// would start, its Kafka commit or the start policy's offset, read from the
+// brokers when kgo holds it as "the start" or "the end".
+func (w *Worker) initStoredOffsets(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]int64, error) {
+	group := w.cfg.Source.ConsumerGroup
+	parts := map[string][]int32{}
+	for topic, ps := range offsets {
+		for p := range ps {
+			parts[topic] = append(parts[topic], p)
+		}
+	}
+	stored, err := w.txSink.Offsets(ctx, group, parts)
+	if err != nil {
+		return nil, err
+	}
+	starts := map[string]map[int32]int64{}
+	var relative []string
+	for topic, ps := range offsets {
+		for p, o := range ps {
+			if _, ok := stored[topic][p]; ok {
+				continue
+			}
+			if starts[topic] == nil {
+				starts[topic] = map[int32]int64{}
+			}
+			at := o.EpochOffset().Offset
+			if at < 0 && !slices.Contains(relative, topic) {
+				relative = append(relative, topic)
+			}
+			starts[topic][p] = at
+		}
+	}
+	if len(starts) == 0 {
+		return stored, nil
+	}
+	if len(relative) > 0 {
+		adm := kadm.NewClient(w.client)
+		list := adm.ListStartOffsets
+		if w.cfg.Source.StartFrom == "Latest" {
+			list = adm.ListEndOffsets
+		}
+		listed, err := list(ctx, relative...)
+		if err == nil {
+			err = listed.Error()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("resolve the start offsets of %v: %w", relative, err)
+		}
+		for topic, ps := range starts {
+			for p, at := range ps {
+				if at >= 0 {
+					continue
+				}
+				o, ok := listed.Lookup(topic, p)
+				if !ok {
+					return nil, fmt.Errorf("resolve the start offset of %s[%d]: not listed", topic, p)
+				}
+				ps[p] = o.Offset
+			}
+		}
+	}
+	return w.txSink.InitOffsets(ctx, group, starts)
+}
+
+// rememberDBStart notes where a partition resumed in the database: if the
+// database later loses even that stored offset, the partition goes back there.
+func (w *Worker) rememberDBStart(p tp, next int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.dbStart[p] = next
 }
 
 // processPartitionTx is processPartition for offsets in the database: it
@@ -303,8 +382,12 @@ wait:
 			}
 		}
 		advCtx, cancel := context.WithTimeout(ctx, timeout)
-		err := w.txSink.Advance(advCtx, group, first.Topic, first.Partition, msgs[n-1].rec.Offset+1, deadLettered)
+		err := w.txSink.Advance(advCtx, group, first.Topic, first.Partition, first.Offset, msgs[n-1].rec.Offset+1, deadLettered)
 		cancel()
+		if errors.As(err, &fenced) {
+			w.fence(fenced)
+			return false
+		}
 		if err != nil {
 			// The copies exist; read again, the records are parked again and
 			// the retry markers keep the extra copies from being written.
@@ -339,12 +422,37 @@ wait:
 	return true
 }
 
-// fence notes that another consumer stored an offset past this worker's
-// position in a partition; settle resumes the partition there.
+// fence notes that the stored offset of a partition is not this worker's
+// position: past it (another consumer handled the records) or short of it
+// (the database lost acknowledged commits: the records after it are written
+// again). settle resumes the partition at the stored offset. A partition
+// whose stored offset is gone altogether goes back to where this worker
+// resumed it, which is stored again.
 func (w *Worker) fence(f *sink.FencedError) {
-	w.log.Warn("records already handled by another consumer; resuming at the stored offset", "topic", f.Topic, "partition", f.Partition, "offset", f.Tried, "stored", f.Stored)
+	p := tp{f.Topic, f.Partition}
+	stored := f.Stored
+	if stored < 0 {
+		w.mu.Lock()
+		start, ok := w.dbStart[p]
+		w.mu.Unlock()
+		if !ok {
+			return // not assigned here any more
+		}
+		restored, err := w.txSink.InitOffsets(context.Background(), w.cfg.Source.ConsumerGroup, map[string]map[int32]int64{f.Topic: {f.Partition: start}})
+		if err != nil {
+			w.log.Error("could not store the offset of a partition whose stored offset is gone; it will be tried again", "topic", f.Topic, "partition", f.Partition, "err", err)
+			return
+		}
+		stored = restored[f.Topic][f.Partition]
+	}
+	if stored < f.Tried {
+		w.metrics.dbRewinds.Inc()
+		w.log.Error("the database lost commits it had acknowledged: writing the records after its stored offset again", "topic", f.Topic, "partition", f.Partition, "position", f.Tried, "stored", stored)
+	} else {
+		w.log.Warn("records already handled by another consumer; resuming at the stored offset", "topic", f.Topic, "partition", f.Partition, "offset", f.Tried, "stored", stored)
+	}
 	w.mu.Lock()
-	w.fencedAt[tp{f.Topic, f.Partition}] = f.Stored
+	w.fencedAt[p] = stored
 	w.mu.Unlock()
 }
 

@@ -19,6 +19,8 @@ const (
 	metricProducerResets  = "sluice_worker_producer_resets_total"
 	metricRebalances      = "sluice_worker_rebalances_total"
 	metricSinkOpenErrors  = "sluice_worker_sink_open_failures_total"
+	metricDBRewinds       = "sluice_worker_database_rewinds_total"
+	metricDurabilityRisks = "sluice_worker_sink_durability_risks"
 	outcomeProcessed      = "processed"
 	outcomeRetried        = "retried"
 	outcomeDeadLettered   = "dead_lettered"
@@ -45,6 +47,12 @@ type metrics struct {
 	rebalances     *prometheus.CounterVec
 	// sinkOpenFailures counts failed attempts to open the sink at start.
 	sinkOpenFailures prometheus.Counter
+	// dbRewinds counts partitions sent back to the database's stored offset
+	// after it lost acknowledged commits (offsets in PostgreSQL).
+	dbRewinds prometheus.Counter
+	// durabilityRisks is how many settings let the sink's database forget
+	// acknowledged commits.
+	durabilityRisks prometheus.Gauge
 
 	processed, retried, deadLettered, duplicates prometheus.Counter
 }
@@ -79,7 +87,11 @@ func newMetrics(reg prometheus.Registerer, pipeline string) *metrics {
 		Help: "Group rebalances this member took part in, by kind: assigned (partitions given), revoked (taken back cleanly), lost (session expired)."}, []string{"kind"})
 	m.sinkOpenFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: metricSinkOpenErrors, ConstLabels: labels,
 		Help: "Failed attempts to open the sink at start (e.g. the database is down); the worker stays unready and retries with backoff."})
-	reg.MustRegister(m.records, m.errors, m.processing, m.endToEnd, m.circuit, m.inFlight, m.paused, m.commits, m.parkFailures, m.rateLimit, m.producerResets, m.rebalances, m.sinkOpenFailures)
+	m.dbRewinds = prometheus.NewCounter(prometheus.CounterOpts{Name: metricDBRewinds, ConstLabels: labels,
+		Help: "ExactlyOnce postgres: partitions sent back to the offset stored in the database because it lost commits it had acknowledged; the records after it are written again."})
+	m.durabilityRisks = prometheus.NewGauge(prometheus.GaugeOpts{Name: metricDurabilityRisks, ConstLabels: labels,
+		Help: "Settings of the sink's database under which it can forget commits it acknowledged (synchronous_commit=off, fsync=off); 0 when none."})
+	reg.MustRegister(m.records, m.errors, m.processing, m.endToEnd, m.circuit, m.inFlight, m.paused, m.commits, m.parkFailures, m.rateLimit, m.producerResets, m.rebalances, m.sinkOpenFailures, m.dbRewinds, m.durabilityRisks)
 	m.processed = m.records.WithLabelValues(outcomeProcessed)
 	m.retried = m.records.WithLabelValues(outcomeRetried)
 	m.deadLettered = m.records.WithLabelValues(outcomeDeadLettered)

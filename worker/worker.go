@@ -98,7 +98,8 @@ type Worker struct {
 	mu          sync.Mutex
 	openUntil   time.Time        // when the open circuit lets a trial call through
 	pausedUntil map[tp]time.Time // partitions paused, and until when
-	fencedAt    map[tp]int64     // partitions whose stored offset is past this worker's position
+	fencedAt    map[tp]int64     // partitions whose stored offset is not this worker's position
+	dbStart     map[tp]int64     // where each partition resumed in the database (offsets in PostgreSQL)
 }
 
 // New validates the config and prepares a worker; Run starts it.
@@ -134,6 +135,7 @@ func New(o Options) (*Worker, error) {
 		tracker:     newTracker(),
 		pausedUntil: map[tp]time.Time{},
 		fencedAt:    map[tp]int64{},
+		dbStart:     map[tp]int64{},
 	}
 	for i, t := range cfg.Delivery.RetryTopics {
 		w.attempts[t] = i + 1
@@ -213,6 +215,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 	defer func() { _ = w.snk.Close() }()
+	w.reportDurability()
 	w.sinkRef.Store(&w.snk)
 	if w.offsetsInDB() {
 		var ok bool
@@ -263,6 +266,24 @@ func (w *Worker) openSinkRetrying(ctx context.Context) sink.Sink {
 		if !sleepCtx(ctx, wait) {
 			return nil
 		}
+	}
+}
+
+// reportDurability says, once at start, when the sink's database can forget
+// commits it acknowledged: the guarantees rest on them staying.
+func (w *Worker) reportDurability() {
+	d, ok := w.snk.(interface{ DurabilityRisks() []string })
+	if !ok {
+		return
+	}
+	risks := d.DurabilityRisks()
+	w.metrics.durabilityRisks.Set(float64(len(risks)))
+	cost := "at-least-once: a record whose row the database forgets after the Kafka commit is lost"
+	if w.offsetsInDB() {
+		cost = "exactly-once: rows and offsets are lost together; the worker goes back to the offset the database kept and writes the records after it again (no gap, no duplicate; dead-letter copies may be duplicated)"
+	}
+	for _, r := range risks {
+		w.log.Warn("the sink's database can lose commits it acknowledged", "setting", r, "cost", cost)
 	}
 }
 
@@ -915,6 +936,7 @@ func (w *Worker) forget(cl *kgo.Client, parts map[string][]int32) {
 		for _, p := range ps {
 			delete(w.pausedUntil, tp{topic, p})
 			delete(w.fencedAt, tp{topic, p})
+			delete(w.dbStart, tp{topic, p})
 		}
 	}
 	w.metrics.paused.Set(float64(len(w.pausedUntil)))

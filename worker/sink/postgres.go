@@ -24,6 +24,8 @@ type Postgres struct {
 	bytea  bool
 	// tx holds the statements of ExactlyOnce delivery (nil otherwise).
 	tx *txStatements
+	// risks are the durability settings found at start (DurabilityRisks).
+	risks []string
 }
 
 // PostgresOptions name the table and columns.
@@ -43,9 +45,13 @@ func NewPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
+	// The table is looked up as the inserts name it: quoted, so "Orders" is
+	// Orders and not orders (to_regclass folds an unquoted name to lower case).
+	path := strings.Split(o.Table, ".")
+	table := pgx.Identifier(path).Sanitize()
 	var typ string
 	err = pool.QueryRow(ctx, `SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-		WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped`, o.Table, o.PayloadColumn).Scan(&typ)
+		WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped`, table, o.PayloadColumn).Scan(&typ)
 	if errors.Is(err, pgx.ErrNoRows) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres sink: table %q has no column %q (or the table does not exist)", o.Table, o.PayloadColumn)
@@ -55,7 +61,7 @@ func NewPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 		return nil, fmt.Errorf("postgres sink: read column type of %s.%s: %w", o.Table, o.PayloadColumn, err)
 	}
 	var unique bool
-	if err := pool.QueryRow(ctx, uniqueKeySQL, o.Table, o.KeyColumn).Scan(&unique); err != nil {
+	if err := pool.QueryRow(ctx, uniqueKeySQL, table, o.KeyColumn).Scan(&unique); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres sink: look for a unique index on %s.%s: %w", o.Table, o.KeyColumn, err)
 	}
@@ -65,8 +71,6 @@ func NewPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 			"(INSERT ... ON CONFLICT (%s) DO NOTHING is what makes a redelivered record a no-op); add one, or use ExactlyOnce",
 			o.KeyColumn, o.Table, o.KeyColumn)
 	}
-	path := strings.Split(o.Table, ".")
-	table := pgx.Identifier(path).Sanitize()
 	key := pgx.Identifier{o.KeyColumn}.Sanitize()
 	payload := pgx.Identifier{o.PayloadColumn}.Sanitize()
 	onConflict := ""
@@ -85,8 +89,38 @@ func NewPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 			return nil, err
 		}
 	}
+	if p.risks, err = durabilityRisks(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	return p, nil
 }
+
+// durabilityRisks lists the server settings under which PostgreSQL can
+// acknowledge a commit and lose it later. Every guarantee rests on what the
+// sink acknowledged staying: at-least-once commits the Kafka offset past a
+// row the database may then forget (that record is lost), and exactly-once
+// loses the offset with the row (the worker rewinds to it, see Apply) but
+// cannot bring back what a crash took before the worker noticed.
+func durabilityRisks(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
+	var syncCommit, fsync string
+	if err := pool.QueryRow(ctx, `SELECT current_setting('synchronous_commit'), current_setting('fsync')`).Scan(&syncCommit, &fsync); err != nil {
+		return nil, fmt.Errorf("postgres sink: read the durability settings: %w", err)
+	}
+	var risks []string
+	if syncCommit == "off" {
+		risks = append(risks, "synchronous_commit=off: a crash of the database server loses the last commits it acknowledged (up to 3 × wal_writer_delay)")
+	}
+	if fsync == "off" {
+		risks = append(risks, "fsync=off: a crash of the database host can lose or corrupt any acknowledged commit")
+	}
+	return risks, nil
+}
+
+// DurabilityRisks says which settings let the database forget acknowledged
+// commits (empty: none found). A failover to an asynchronous standby has the
+// same effect and can't be seen from here.
+func (p *Postgres) DurabilityRisks() []string { return p.risks }
 
 // uniqueKeySQL tells whether a column has a unique index of its own (what ON
 // CONFLICT (column) needs).

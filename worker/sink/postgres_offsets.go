@@ -22,13 +22,22 @@ type Transactional interface {
 	// Offsets returns the stored next offset of each of the partitions that
 	// has one.
 	Offsets(ctx context.Context, group string, parts map[string][]int32) (map[string]map[int32]int64, error)
+	// InitOffsets stores starts[topic][partition] as the next offset of each
+	// partition that has no stored offset yet, and returns the stored next
+	// offset of every partition in starts (a stored one wins). A consumer calls
+	// it for the partitions it is assigned, so that every partition has a
+	// stored offset before anything is written to it.
+	InitOffsets(ctx context.Context, group string, starts map[string]map[int32]int64) (map[string]map[int32]int64, error)
 	// Apply writes recs (consecutive records of one partition, in fetch order)
 	// and stores the offset after the last one, in one transaction, if the
-	// stored offset is not past recs[0]; otherwise nothing happens and the
-	// result's Err is a *FencedError. A record whose origin is marked done (a
-	// copy of a record already written or dead-lettered) is not written again.
-	// When a record's data is refused, the records before it are applied and
-	// the rest are not tried.
+	// stored offset is recs[0]'s; otherwise nothing happens and the result's
+	// Err is a *FencedError saying where the partition stands. The stored
+	// offset is the truth: past recs[0], another consumer handled the records;
+	// short of it, the database lost transactions it had acknowledged, and the
+	// consumer must go back there rather than leave a gap. A record whose
+	// origin is marked done (a copy of a record already written or
+	// dead-lettered) is not written again. When a record's data is refused,
+	// the records before it are applied and the rest are not tried.
 	Apply(ctx context.Context, group string, recs []*Record) ApplyResult
 	// PrepareParks is called before failed records (consecutive, of one
 	// partition) are copied to retry or dead-letter topics: fenced like Apply,
@@ -36,10 +45,11 @@ type Transactional interface {
 	// so that only one copy of each is ever written. It reports which records
 	// need no copy because their origin is already done.
 	PrepareParks(ctx context.Context, group string, recs []*Record, retry []bool) (done []bool, err error)
-	// Advance stores next as a partition's offset unless the stored one is
-	// further, and marks the origins of dead-lettered records done, in one
-	// transaction; it is called once parked copies are acknowledged.
-	Advance(ctx context.Context, group, topic string, partition int32, next int64, deadLettered []Origin) error
+	// Advance moves a partition's stored offset from from to next, and marks
+	// the origins of dead-lettered records done, in one transaction; it is
+	// called once parked copies are acknowledged. A stored offset other than
+	// from is a *FencedError and nothing changes.
+	Advance(ctx context.Context, group, topic string, partition int32, from, next int64, deadLettered []Origin) error
 }
 
 // ApplyResult is what Apply did with a batch.
@@ -56,10 +66,12 @@ type ApplyResult struct {
 	Err    error
 }
 
-// FencedError says that the stored offset of a partition is past the records
-// a consumer tried to write: another consumer (or an earlier transaction whose
-// outcome this one didn't learn) handled them. Nothing was written; the
-// consumer resumes at Stored.
+// FencedError says that the stored offset of a partition is not where the
+// records a consumer tried to write start. Past them: another consumer (or an
+// earlier transaction whose outcome this one didn't learn) handled them.
+// Short of them: the database lost commits it had acknowledged. Nothing was
+// written; the consumer resumes at Stored, which is -1 when the partition has
+// no stored offset at all (the database lost it too).
 type FencedError struct {
 	Topic     string
 	Partition int32
@@ -68,6 +80,12 @@ type FencedError struct {
 }
 
 func (e *FencedError) Error() string {
+	switch {
+	case e.Stored < 0:
+		return fmt.Sprintf("%s[%d]: no stored offset, while records from offset %d were being written: the database lost acknowledged commits", e.Topic, e.Partition, e.Tried)
+	case e.Stored < e.Tried:
+		return fmt.Sprintf("%s[%d]: stored offset %d is short of offset %d: the database lost acknowledged commits; going back to %d", e.Topic, e.Partition, e.Stored, e.Tried, e.Stored)
+	}
 	return fmt.Sprintf("%s[%d]: stored offset %d is past offset %d: another consumer handled these records", e.Topic, e.Partition, e.Stored, e.Tried)
 }
 
@@ -91,6 +109,7 @@ type txStatements struct {
 	markRetries      string
 	advance          string
 	read             string
+	init             string
 }
 
 func prepareExactlyOnce(ctx context.Context, pool *pgxpool.Pool, schema []string, table, key, payload, typ, onConflict string) (*txStatements, error) {
@@ -99,12 +118,15 @@ func prepareExactlyOnce(ctx context.Context, pool *pgxpool.Pool, schema []string
 	if err := createTables(ctx, pool, st); err != nil {
 		return nil, err
 	}
-	st.fenceApply = fmt.Sprintf(`INSERT INTO %s AS o (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, $5)
-		ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()
-		WHERE o.next_offset <= $4 RETURNING true`, st.offsets)
-	st.fencePark = fmt.Sprintf(`INSERT INTO %s AS o (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = o.next_offset
-		WHERE o.next_offset <= $4 RETURNING true`, st.offsets)
+	// The fence passes only when the stored offset is exactly where the
+	// records start ($4): the row exists from the assignment on (InitOffsets).
+	st.fenceApply = fmt.Sprintf(`UPDATE %s AS o SET next_offset = $5, updated_at = now()
+		WHERE o.consumer_group = $1 AND o.topic = $2 AND o.partition = $3 AND o.next_offset = $4 RETURNING true`, st.offsets)
+	st.fencePark = fmt.Sprintf(`UPDATE %s AS o SET next_offset = o.next_offset
+		WHERE o.consumer_group = $1 AND o.topic = $2 AND o.partition = $3 AND o.next_offset = $4 RETURNING true`, st.offsets)
+	st.init = fmt.Sprintf(`INSERT INTO %s (consumer_group, topic, partition, next_offset)
+		SELECT $1, t, p, n FROM unnest($2::text[], $3::integer[], $4::bigint[]) AS u(t, p, n)
+		ON CONFLICT (consumer_group, topic, partition) DO NOTHING`, st.offsets)
 	st.stored = fmt.Sprintf(`SELECT next_offset FROM %s WHERE consumer_group = $1 AND topic = $2 AND partition = $3`, st.offsets)
 	// The statements after the fence run only if the fence wrote the
 	// partition's row in this transaction (its xmin is ours); when it didn't,
@@ -143,12 +165,15 @@ func prepareExactlyOnce(ctx context.Context, pool *pgxpool.Pool, schema []string
 			ON m.consumer_group = $1 AND m.topic = u.ot AND m.partition = u.op AND m."offset" = u.oo
 		WHERE m.done`, st.retries, guard)
 	st.advance = fmt.Sprintf(`WITH advanced AS (
-			INSERT INTO %[1]s AS o (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()
-			WHERE o.next_offset < EXCLUDED.next_offset
+			UPDATE %[1]s AS o SET next_offset = $4, updated_at = now()
+			WHERE o.consumer_group = $1 AND o.topic = $2 AND o.partition = $3 AND o.next_offset = $8
+			RETURNING 1
+		), marked AS (
+			UPDATE %[2]s AS m SET done = true FROM unnest($5::text[], $6::integer[], $7::bigint[]) AS u(ot, op, oo)
+			WHERE m.consumer_group = $1 AND m.topic = u.ot AND m.partition = u.op AND m."offset" = u.oo AND NOT m.done
+			AND EXISTS (SELECT FROM advanced)
 		)
-		UPDATE %[2]s AS m SET done = true FROM unnest($5::text[], $6::integer[], $7::bigint[]) AS u(ot, op, oo)
-		WHERE m.consumer_group = $1 AND m.topic = u.ot AND m.partition = u.op AND m."offset" = u.oo AND NOT m.done`,
+		SELECT count(*) FROM advanced`,
 		st.offsets, st.retries)
 	st.read = fmt.Sprintf(`SELECT o.topic, o.partition, o.next_offset FROM %s AS o
 		JOIN unnest($2::text[], $3::integer[]) AS u(t, p) ON o.topic = u.t AND o.partition = u.p
@@ -319,7 +344,9 @@ func (p *Postgres) fencedTx(ctx context.Context, group, topic string, partition 
 		if err := br.QueryRow().Scan(&passed); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		if err := br.QueryRow().Scan(&stored); err != nil {
+		if err := br.QueryRow().Scan(&stored); errors.Is(err, pgx.ErrNoRows) {
+			stored = -1
+		} else if err != nil {
 			return err
 		}
 		if err := scan(br.QueryRow()); err != nil {
@@ -379,7 +406,7 @@ func (p *Postgres) PrepareParks(ctx context.Context, group string, recs []*Recor
 }
 
 // Advance implements Transactional.
-func (p *Postgres) Advance(ctx context.Context, group, topic string, partition int32, next int64, deadLettered []Origin) error {
+func (p *Postgres) Advance(ctx context.Context, group, topic string, partition int32, from, next int64, deadLettered []Origin) error {
 	if p.tx == nil {
 		return errNotExactlyOnce
 	}
@@ -389,6 +416,37 @@ func (p *Postgres) Advance(ctx context.Context, group, topic string, partition i
 	for i, o := range deadLettered {
 		ot[i], op[i], oo[i] = o.Topic, o.Partition, o.Offset
 	}
-	_, err := p.pool.Exec(ctx, p.tx.advance, group, topic, partition, next, ot, op, oo)
-	return err
+	var advanced int64
+	if err := p.pool.QueryRow(ctx, p.tx.advance, group, topic, partition, next, ot, op, oo, from).Scan(&advanced); err != nil {
+		return err
+	}
+	if advanced == 0 {
+		stored := int64(-1)
+		if err := p.pool.QueryRow(ctx, p.tx.stored, group, topic, partition).Scan(&stored); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		return &FencedError{Topic: topic, Partition: partition, Stored: stored, Tried: from}
+	}
+	return nil
+}
+
+// InitOffsets implements Transactional.
+func (p *Postgres) InitOffsets(ctx context.Context, group string, starts map[string]map[int32]int64) (map[string]map[int32]int64, error) {
+	if p.tx == nil {
+		return nil, errNotExactlyOnce
+	}
+	var topics []string
+	var partitions []int32
+	var offsets []int64
+	parts := map[string][]int32{}
+	for t, ps := range starts {
+		for part, next := range ps {
+			topics, partitions, offsets = append(topics, t), append(partitions, part), append(offsets, next)
+			parts[t] = append(parts[t], part)
+		}
+	}
+	if _, err := p.pool.Exec(ctx, p.tx.init, group, topics, partitions, offsets); err != nil {
+		return nil, err
+	}
+	return p.Offsets(ctx, group, parts)
 }

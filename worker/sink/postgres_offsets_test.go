@@ -34,6 +34,11 @@ func openExactlyOnce(t *testing.T, dsn string) *sink.Postgres {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
+	// The partitions these tests write start at 0, as a worker assigned them
+	// stores first (InitOffsets).
+	if _, err := s.InitOffsets(context.Background(), group, map[string]map[int32]int64{"orders": {0: 0}, "orders.retry.1": {0: 0}}); err != nil {
+		t.Fatal(err)
+	}
 	return s
 }
 
@@ -176,7 +181,7 @@ func TestPostgresExactlyOnceWritesOneCopyOfARetriedRecord(t *testing.T) {
 			t.Fatalf("prepare parks: done %v, err %v", done, err)
 		}
 	}
-	if err := s.Advance(ctx, group, "orders", 0, 6, nil); err != nil {
+	if err := s.Advance(ctx, group, "orders", 0, 5, 6, nil); err != nil {
 		t.Fatal(err)
 	}
 	// The first copy is written, the second is not.
@@ -224,7 +229,7 @@ func TestPostgresExactlyOnceApplyWaitingOnAParkSeesItsMarker(t *testing.T) {
 	ctx := context.Background()
 	dsn, conn := newEvents(t)
 	s := openExactlyOnce(t, dsn)
-	if _, err := conn.Exec(ctx, `INSERT INTO sluice_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, 'orders', 0, 0)`, group); err != nil {
+	if _, err := conn.Exec(ctx, `INSERT INTO sluice_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, 'orders', 0, 0) ON CONFLICT DO NOTHING`, group); err != nil {
 		t.Fatal(err)
 	}
 	zombie, err := conn.Begin(ctx)
@@ -285,9 +290,9 @@ func TestPostgresExactlyOnceParkIsFencedWhenAnotherConsumerMovedOn(t *testing.T)
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM sluice_retries").Scan(&marks); err != nil || marks != 0 {
 		t.Fatalf("a fenced park left %d retry marks (%v)", marks, err)
 	}
-	// Advance never moves an offset back.
-	if err := s.Advance(ctx, group, "orders", 0, 5, nil); err != nil {
-		t.Fatal(err)
+	// A late advance from 4 is fenced: the offset never moves back.
+	if err := s.Advance(ctx, group, "orders", 0, 4, 5, nil); !errors.As(err, &fenced) || fenced.Stored != 10 {
+		t.Fatalf("late advance: %v, want fenced at 10", err)
 	}
 	if got := stored(t, s, "orders"); got != 10 {
 		t.Fatalf("stored = %d after a late advance to 5, want 10", got)
@@ -306,7 +311,7 @@ func TestPostgresExactlyOnceDeadLetteredRecordIsDone(t *testing.T) {
 	if _, err := s.PrepareParks(ctx, group, []*sink.Record{retryCopy(0, 0)}, []bool{false}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Advance(ctx, group, "orders.retry.1", 0, 1, []sink.Origin{{Topic: "orders", Partition: 0, Offset: 0}}); err != nil {
+	if err := s.Advance(ctx, group, "orders.retry.1", 0, 0, 1, []sink.Origin{{Topic: "orders", Partition: 0, Offset: 0}}); err != nil {
 		t.Fatal(err)
 	}
 	if res := mustApply(t, s, []*sink.Record{retryCopy(1, 0)}); res.Duplicates != 1 {
@@ -314,6 +319,67 @@ func TestPostgresExactlyOnceDeadLetteredRecordIsDone(t *testing.T) {
 	}
 	if n := len(rowsPerID(t, conn)); n != 0 {
 		t.Fatalf("%d rows, want none", n)
+	}
+}
+
+// TestPostgresExactlyOnceRefusesAGapAfterTheDatabaseLostCommits: a database
+// that acknowledged commits and lost them (synchronous_commit off and a
+// crash, a failover to an asynchronous standby) holds an older offset than
+// the worker's position, and the rows of the lost transactions are gone. A
+// chunk that doesn't start at the stored offset must not be written; the
+// error says where to go back to, and writing from there fills the gap.
+func TestPostgresExactlyOnceRefusesAGapAfterTheDatabaseLostCommits(t *testing.T) {
+	ctx := context.Background()
+	dsn, conn := newEvents(t)
+	s := openExactlyOnce(t, dsn)
+	mustApply(t, s, sourceRecs(0, 3))
+	mustApply(t, s, sourceRecs(3, 6))
+	// The database "forgets" the second transaction: its rows and its offset.
+	if _, err := conn.Exec(ctx, `DELETE FROM events WHERE id IN ('r-3', 'r-4', 'r-5');
+		UPDATE sluice_offsets SET next_offset = 3 WHERE topic = 'orders'`); err != nil {
+		t.Fatal(err)
+	}
+	res := s.Apply(ctx, group, sourceRecs(6, 9)) // the worker carries on from memory
+	var fenced *sink.FencedError
+	if !errors.As(res.Err, &fenced) || fenced.Stored != 3 || res.Applied != 0 || !strings.Contains(res.Err.Error(), "lost acknowledged commits") {
+		t.Fatalf("a chunk past the stored offset: %+v, want fenced at 3 saying the database lost commits", res)
+	}
+	if _, err := s.PrepareParks(ctx, group, sourceRecs(6, 7), []bool{true}); !errors.As(err, &fenced) || fenced.Stored != 3 {
+		t.Fatalf("a park past the stored offset: %v, want fenced at 3", err)
+	}
+	if err := s.Advance(ctx, group, "orders", 0, 6, 7, nil); !errors.As(err, &fenced) || fenced.Stored != 3 {
+		t.Fatalf("an advance from past the stored offset: %v, want fenced at 3", err)
+	}
+	mustApply(t, s, sourceRecs(3, 9)) // back to the stored offset
+	got := rowsPerID(t, conn)
+	for o := range int64(9) {
+		if n := got[fmt.Sprintf("r-%d", o)]; n != 1 {
+			t.Errorf("r-%d written %d times, want once", o, n)
+		}
+	}
+
+	// Even the partition's offset row is gone: nothing is written, and the
+	// error says so (Stored -1).
+	if _, err := conn.Exec(ctx, `DELETE FROM sluice_offsets WHERE topic = 'orders'`); err != nil {
+		t.Fatal(err)
+	}
+	if res := s.Apply(ctx, group, sourceRecs(9, 10)); !errors.As(res.Err, &fenced) || fenced.Stored != -1 || res.Applied != 0 {
+		t.Fatalf("no stored offset: %+v, want fenced with Stored -1", res)
+	}
+}
+
+// TestPostgresExactlyOnceInitOffsetsKeepsWhatIsStored: a partition gets the
+// start it is given only when it has no stored offset.
+func TestPostgresExactlyOnceInitOffsetsKeepsWhatIsStored(t *testing.T) {
+	dsn, _ := newEvents(t)
+	s := openExactlyOnce(t, dsn)
+	mustApply(t, s, sourceRecs(0, 4))
+	got, err := s.InitOffsets(context.Background(), group, map[string]map[int32]int64{"orders": {0: 100, 1: 7}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["orders"][0] != 4 || got["orders"][1] != 7 {
+		t.Fatalf("InitOffsets = %v, want orders[0] kept at 4 and orders[1] started at 7", got)
 	}
 }
 
