@@ -411,8 +411,14 @@ cmd_up() {
   done
   command -v setsid >/dev/null || die "setsid not found (util-linux)"
   local start=$SECONDS
-  # A Kafka Uuid: 16 random bytes, base64url without padding.
-  CLUSTER_ID="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+  # A Kafka Uuid: 16 random bytes, base64url without padding. Like Kafka's own
+  # Uuid.randomUuid, never one that starts with '-': the storage tool would
+  # read it as an option ("argument --cluster-id/-t: expected one argument"),
+  # about one run in 64.
+  CLUSTER_ID=-
+  while [[ $CLUSTER_ID == -* ]]; do
+    CLUSTER_ID="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+  done
   CLUSTER_NODES=$n
   write_configs "$n" "$CLUSTER_ID"
   log "formatting $n node(s), cluster id $CLUSTER_ID"
