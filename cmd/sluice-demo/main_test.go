@@ -9,7 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,16 +32,7 @@ func TestDemoWithChaosAccountsForEveryRecord(t *testing.T) {
 	if dir, missing := demo.MissingEnvtestBinaries(); len(missing) > 0 {
 		t.Fatalf("envtest binaries %v missing from %s: run `make envtest` (builds them from the Go module proxy)", missing, dir)
 	}
-	root, err := modroot.Find()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "sluice-demo")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/sluice-demo")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/sluice-demo: %v\n%s", err, out)
-	}
+	root, bin := buildDemo(t)
 	state, err := os.MkdirTemp("", "sluice-demo-test-")
 	if err != nil {
 		t.Fatal(err)
@@ -112,8 +106,124 @@ func TestDemoWithChaosAccountsForEveryRecord(t *testing.T) {
 	if left := processesUsing(state); len(left) > 0 {
 		fail("still running after the demo exited:\n%s", strings.Join(left, "\n"))
 	}
+	if kept {
+		return
+	}
 	t.Logf("produced %d = delivered %d + dead-lettered %d; %d redeliveries; scale-ups %d, scale-downs %d; %d chaos kills, %d restarts",
 		s.Produced, s.Delivered, s.DeadLettered, s.Pipelines[0].Redeliveries, len(s.ScaleUps), len(s.ScaleDowns), s.ChaosKills, s.WorkerRestarts)
+}
+
+// TestDemoStopsEverythingOnSIGTERM sends SIGTERM to a running demo once
+// records flow: it stops everything it started, prints a summary of the
+// interrupted run (nothing lost) and exits with 130.
+func TestDemoStopsEverythingOnSIGTERM(t *testing.T) {
+	if dir, missing := demo.MissingEnvtestBinaries(); len(missing) > 0 {
+		t.Fatalf("envtest binaries %v missing from %s: run `make envtest` (builds them from the Go module proxy)", missing, dir)
+	}
+	root, bin := buildDemo(t)
+	state := filepath.Join(t.TempDir(), "state")
+	summaryFile := filepath.Join(t.TempDir(), "summary.json")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--duration=5m", "--plain", "--state-dir", state, "--summary-json", summaryFile)
+	cmd.Dir = root
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The plain view prints a status line every 5 s; the first one with a
+	// delivered record is the moment to interrupt.
+	for !delivering(out.String()) {
+		if ctx.Err() != nil {
+			t.Fatalf("no record delivered:\n%s", out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 130 {
+		t.Errorf("exit after SIGTERM: %v, want exit status 130", err)
+	}
+	if left := processesUsing(state); len(left) > 0 {
+		t.Errorf("still running after the demo exited:\n%s", strings.Join(left, "\n"))
+	}
+	var s demo.Summary
+	if b, err := os.ReadFile(summaryFile); err != nil {
+		t.Errorf("no summary: %v", err)
+	} else if err := json.Unmarshal(b, &s); err != nil || !s.Interrupted || s.Lost != 0 || s.Delivered == 0 {
+		t.Errorf("summary of the interrupted run: %+v (%v)", s, err)
+	}
+	if t.Failed() {
+		t.Logf("demo output:\n%s", tail(out.String(), 8000))
+	}
+}
+
+var statusDelivered = regexp.MustCompile(`delivered ([1-9][0-9]*) \(`)
+
+func delivering(out string) bool { return statusDelivered.MatchString(out) }
+
+// buildDemo builds cmd/sluice-demo once for the package's tests.
+func buildDemo(t *testing.T) (root, bin string) {
+	t.Helper()
+	b, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.root, b.bin
+}
+
+type built struct{ root, bin string }
+
+var buildOnce = sync.OnceValues(func() (built, error) {
+	root, err := modroot.Find()
+	if err != nil {
+		return built{}, err
+	}
+	dir, err := os.MkdirTemp("", "sluice-demo-bin-")
+	if err != nil {
+		return built{}, err
+	}
+	binDir = dir
+	bin := filepath.Join(dir, "sluice-demo")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/sluice-demo")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return built{}, fmt.Errorf("go build ./cmd/sluice-demo: %w\n%s", err, out)
+	}
+	return built{root, bin}, nil
+})
+
+// binDir holds the binary buildOnce built; TestMain removes it.
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// lockedBuffer is a bytes.Buffer safe for a process's output and a reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // processesUsing lists the processes whose command line names dir: the
