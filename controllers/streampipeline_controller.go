@@ -118,6 +118,7 @@ func (r *StreamPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 
 	for _, p := range []phase{
+		r.checkWorkerConfig,
 		r.reconcileClaims,
 		r.reconcileSecrets,
 		r.reconcileTopics,

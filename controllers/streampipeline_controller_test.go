@@ -5,8 +5,10 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -163,4 +165,31 @@ func TestDriftInTheDeploymentIsReverted(t *testing.T) {
 	g.Eventually(func(g Gomega) string {
 		return getDeployment(g, sp).Spec.Template.Spec.Containers[0].Image
 	}).WithTimeout(timeout).WithPolling(poll).Should(Equal(testImage))
+}
+
+// TestSpecWhoseDefaultNamesCollideStallsBeforeTouchingKafka: with the default
+// consumer group ("<namespace>.<name>", which admission rules can't see) the
+// default dead-letter topic is the source topic here. The operator checks the
+// rendered worker config as the worker would, and stalls with its message
+// before it provisions anything (it would have set the topic policy on the
+// source topic) or starts a pod that can't run.
+func TestSpecWhoseDefaultNamesCollideStallsBeforeTouchingKafka(t *testing.T) {
+	g := NewWithT(t)
+	k := newKafka(t, 1)
+	ns := newNamespace(t)
+	source := ns + ".loop.dlq"
+	_, err := k.adm.CreateTopic(context.Background(), 1, 1, nil, source)
+	g.Expect(err).NotTo(HaveOccurred())
+	sp := logPipeline(ns, "loop")
+	sp.Spec.Kafka.BootstrapServers = k.cluster.ListenAddrs()
+	sp.Spec.Source.Topic = source
+	create(t, sp)
+	g.Eventually(func(g Gomega) {
+		st := condition(getPipeline(g, ns, "loop"), sluicev1.ConditionStalled)
+		g.Expect(st.Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(st.Reason).To(Equal(sluicev1.ReasonInvalidWorkerConfig))
+		g.Expect(st.Message).To(And(ContainSubstring("delivery.deadLetterTopic"), ContainSubstring("must differ from source.topic")))
+	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
+	g.Expect(k.topicExists(t, sp.RetryTopics()[0])).To(BeFalse(), "nothing was provisioned")
+	g.Expect(apierrors.IsNotFound(k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "loop-worker"}, &appsv1.Deployment{}))).To(BeTrue())
 }

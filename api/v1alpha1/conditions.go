@@ -38,6 +38,9 @@ const (
 	ReasonApplyFailed        = "ApplyFailed"
 	ReasonRolloutFailed      = "ProgressDeadlineExceeded"
 	ReasonWorkerImageMissing = "WorkerImageMissing"
+	// ReasonInvalidWorkerConfig: the spec renders into a worker config the
+	// worker would refuse.
+	ReasonInvalidWorkerConfig = "InvalidWorkerConfig"
 	// ReasonClaimConflict: a pipeline created earlier uses the same consumer
 	// group or retry/dead-letter topic on the same Kafka cluster.
 	ReasonClaimConflict = "ClaimConflict"

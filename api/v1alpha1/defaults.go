@@ -15,7 +15,7 @@ const (
 	DefaultMaxPollRecords         int32 = 100
 	DefaultMaxPollInterval              = 10 * time.Minute
 	DefaultSessionTimeout               = 45 * time.Second
-	DefaultHeartbeatInterval            = 15 * time.Second
+	DefaultHeartbeatInterval            = 3 * time.Second
 	DefaultFetchMaxWait                 = 500 * time.Millisecond
 	DefaultFetchMaxBytes          int32 = 1 << 20
 	DefaultMaxPartitionFetchBytes int32 = 256 << 10
@@ -111,6 +111,74 @@ func (sp *StreamPipeline) PositionStartFrom() StartFrom {
 		return StartFromEarliest
 	}
 	return sp.StartFrom()
+}
+
+// ConsumerTimings are a pipeline's effective poll timings.
+type ConsumerTimings struct {
+	MaxPollInterval, SessionTimeout, HeartbeatInterval, ProcessingTimeout time.Duration
+}
+
+// Timings are the poll timings the spec sets and, for the ones it leaves out,
+// defaults that fit the ones it sets, so that a single setting never
+// contradicts a default the user didn't write (sessionTimeout: 10s alone gets
+// a 3 s heartbeat, not 15 s; maxPollInterval: 30s alone gets a 15 s session
+// and a 30 s processing timeout). The admission rules refuse only
+// contradictions between settings the user wrote.
+func (sp *StreamPipeline) Timings() ConsumerTimings {
+	c, d := sp.Spec.Consumer, sp.Spec.Delivery
+	var t ConsumerTimings
+	if c.MaxPollInterval != nil {
+		t.MaxPollInterval = c.MaxPollInterval.Duration
+	} else {
+		t.MaxPollInterval = DefaultMaxPollInterval
+		if c.SessionTimeout != nil {
+			t.MaxPollInterval = max(t.MaxPollInterval, 2*c.SessionTimeout.Duration)
+		}
+		if d.ProcessingTimeout != nil {
+			t.MaxPollInterval = max(t.MaxPollInterval, d.ProcessingTimeout.Duration)
+		}
+	}
+	if c.SessionTimeout != nil {
+		t.SessionTimeout = c.SessionTimeout.Duration
+	} else {
+		t.SessionTimeout = min(DefaultSessionTimeout, t.MaxPollInterval/2)
+		if c.HeartbeatInterval != nil {
+			t.SessionTimeout = max(t.SessionTimeout, 3*c.HeartbeatInterval.Duration)
+		}
+	}
+	t.HeartbeatInterval = DurationOr(c.HeartbeatInterval, min(DefaultHeartbeatInterval, t.SessionTimeout/3))
+	t.ProcessingTimeout = DurationOr(d.ProcessingTimeout, min(DefaultProcessingTimeout, t.MaxPollInterval))
+	return t
+}
+
+// RetryBackoff is the effective retry backoff: a default initial delay is at
+// most the max set, a default max at least the initial set and at most half
+// the retry topics' retention (a retry must not expire before it is due).
+func (sp *StreamPipeline) RetryBackoff() (initial, maximum time.Duration) {
+	b := sp.Spec.Delivery.Retry.Backoff
+	if b.Max != nil {
+		maximum = b.Max.Duration
+	} else {
+		maximum = DefaultBackoffMax
+		if b.Initial != nil {
+			maximum = max(maximum, b.Initial.Duration)
+		}
+		maximum = min(maximum, DurationOr(sp.Spec.Topics.Retention, DefaultRetention)/2)
+	}
+	return DurationOr(b.Initial, min(DefaultBackoffInitial, maximum)), maximum
+}
+
+// WarmupRecordsPerSecond is the effective start of the rate ramp: at most the
+// steady limit when only that is set.
+func (sp *StreamPipeline) WarmupRecordsPerSecond() int32 {
+	r := sp.Spec.RateLimit
+	if r.Warmup.RecordsPerSecond != nil {
+		return *r.Warmup.RecordsPerSecond
+	}
+	if r.RecordsPerSecond != nil {
+		return min(DefaultWarmupRecordsPerSecond, *r.RecordsPerSecond)
+	}
+	return DefaultWarmupRecordsPerSecond
 }
 
 // EffectiveMinReplicas is the effective lower replica bound.

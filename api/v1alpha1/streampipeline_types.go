@@ -12,10 +12,20 @@ import (
 // StreamPipelineSpec is what a team asks for: read a topic, deliver every record to
 // one sink, and park what can't be delivered in retry and dead-letter topics.
 //
-// +kubebuilder:validation:XValidation:rule="!has(self.delivery.deadLetterTopic) || self.delivery.deadLetterTopic != self.source.topic",message="delivery.deadLetterTopic must differ from source.topic",fieldPath=".delivery.deadLetterTopic"
-// +kubebuilder:validation:XValidation:rule="!has(self.delivery.retry.topicPrefix) || (self.delivery.retry.topicPrefix != self.source.topic && !self.source.topic.startsWith(self.delivery.retry.topicPrefix + '.'))",message="delivery.retry.topicPrefix must not produce source.topic as a retry topic",fieldPath=".delivery.retry.topicPrefix"
+// The rules below see the default topic names when the consumer group is set
+// (they derive from it); with the default group ("<namespace>.<name>", which a
+// rule can't see) the operator checks the rendered names and stalls instead.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.delivery.deadLetterTopic) ? self.delivery.deadLetterTopic : (has(self.source.consumerGroup) ? self.source.consumerGroup + '.dlq' : '')) != self.source.topic",message="delivery.deadLetterTopic (default <consumer group>.dlq) must differ from source.topic",fieldPath=".delivery.deadLetterTopic"
+// +kubebuilder:validation:XValidation:rule="!(has(self.delivery.retry.topicPrefix) ? (self.source.topic.startsWith(self.delivery.retry.topicPrefix + '.') && self.source.topic.substring(size(self.delivery.retry.topicPrefix) + 1).matches('^(10|[1-9])$') && int(self.source.topic.substring(size(self.delivery.retry.topicPrefix) + 1)) <= (has(self.delivery.retry.attempts) ? self.delivery.retry.attempts : 3)) : (has(self.source.consumerGroup) && self.source.topic.startsWith(self.source.consumerGroup + '.retry.') && self.source.topic.substring(size(self.source.consumerGroup) + 7).matches('^(10|[1-9])$') && int(self.source.topic.substring(size(self.source.consumerGroup) + 7)) <= (has(self.delivery.retry.attempts) ? self.delivery.retry.attempts : 3)))",message="the retry topics (delivery.retry.topicPrefix + .1, .2, ...; default <consumer group>.retry.N) must not include source.topic",fieldPath=".delivery.retry.topicPrefix"
+// +kubebuilder:validation:XValidation:rule="(has(self.delivery.deadLetterTopic) ? self.delivery.deadLetterTopic : (has(self.source.consumerGroup) ? self.source.consumerGroup + '.dlq' : '')) == '' || !(has(self.delivery.retry.topicPrefix) ? ((has(self.delivery.deadLetterTopic) ? self.delivery.deadLetterTopic : (has(self.source.consumerGroup) ? self.source.consumerGroup + '.dlq' : '')).startsWith(self.delivery.retry.topicPrefix + '.') && (has(self.delivery.deadLetterTopic) ? self.delivery.deadLetterTopic : (has(self.source.consumerGroup) ? self.source.consumerGroup + '.dlq' : '')).substring(size(self.delivery.retry.topicPrefix) + 1).matches('^(10|[1-9])$') && int((has(self.delivery.deadLetterTopic) ? self.delivery.deadLetterTopic : (has(self.source.consumerGroup) ? self.source.consumerGroup + '.dlq' : '')).substring(size(self.delivery.retry.topicPrefix) + 1)) <= (has(self.delivery.retry.attempts) ? self.delivery.retry.attempts : 3)) : (has(self.source.consumerGroup) && (has(self.delivery.deadLetterTopic) ? self.delivery.deadLetterTopic : (has(self.source.consumerGroup) ? self.source.consumerGroup + '.dlq' : '')).startsWith(self.source.consumerGroup + '.retry.') && (has(self.delivery.deadLetterTopic) ? self.delivery.deadLetterTopic : (has(self.source.consumerGroup) ? self.source.consumerGroup + '.dlq' : '')).substring(size(self.source.consumerGroup) + 7).matches('^(10|[1-9])$') && int((has(self.delivery.deadLetterTopic) ? self.delivery.deadLetterTopic : (has(self.source.consumerGroup) ? self.source.consumerGroup + '.dlq' : '')).substring(size(self.source.consumerGroup) + 7)) <= (has(self.delivery.retry.attempts) ? self.delivery.retry.attempts : 3)))",message="delivery.deadLetterTopic (default <consumer group>.dlq) must not be one of the retry topics (delivery.retry.topicPrefix + .1, .2, ...)",fieldPath=".delivery.deadLetterTopic"
 // +kubebuilder:validation:XValidation:rule="!has(self.sink.kafka) || self.sink.kafka.topic != self.source.topic",message="sink.kafka.topic must differ from source.topic (a pipeline must not feed itself)",fieldPath=".sink.kafka.topic"
-// +kubebuilder:validation:XValidation:rule="!has(self.sink.kafka) || !has(self.delivery.deadLetterTopic) || self.sink.kafka.topic != self.delivery.deadLetterTopic",message="sink.kafka.topic must differ from delivery.deadLetterTopic",fieldPath=".sink.kafka.topic"
+// +kubebuilder:validation:XValidation:rule="!has(self.sink.kafka) || (self.sink.kafka.topic != (has(self.delivery.deadLetterTopic) ? self.delivery.deadLetterTopic : (has(self.source.consumerGroup) ? self.source.consumerGroup + '.dlq' : '')) && !(has(self.delivery.retry.topicPrefix) ? (self.sink.kafka.topic.startsWith(self.delivery.retry.topicPrefix + '.') && self.sink.kafka.topic.substring(size(self.delivery.retry.topicPrefix) + 1).matches('^(10|[1-9])$') && int(self.sink.kafka.topic.substring(size(self.delivery.retry.topicPrefix) + 1)) <= (has(self.delivery.retry.attempts) ? self.delivery.retry.attempts : 3)) : (has(self.source.consumerGroup) && self.sink.kafka.topic.startsWith(self.source.consumerGroup + '.retry.') && self.sink.kafka.topic.substring(size(self.source.consumerGroup) + 7).matches('^(10|[1-9])$') && int(self.sink.kafka.topic.substring(size(self.source.consumerGroup) + 7)) <= (has(self.delivery.retry.attempts) ? self.delivery.retry.attempts : 3))))",message="sink.kafka.topic must differ from the dead-letter topic (default <consumer group>.dlq) and the retry topics (default <consumer group>.retry.N)",fieldPath=".sink.kafka.topic"
+// +kubebuilder:validation:XValidation:rule="!has(self.source.consumerGroup) || has(self.delivery.deadLetterTopic) || size(self.source.consumerGroup) + 4 <= 249",message="source.consumerGroup is too long for the default dead-letter topic <group>.dlq (Kafka topic names have at most 249 characters): shorten it or set delivery.deadLetterTopic",fieldPath=".source.consumerGroup"
+// +kubebuilder:validation:XValidation:rule="!has(self.source.consumerGroup) || has(self.delivery.retry.topicPrefix) || size(self.source.consumerGroup) + 9 <= 249",message="source.consumerGroup is too long for the default retry topics <group>.retry.N (Kafka topic names have at most 249 characters): shorten it or set delivery.retry.topicPrefix",fieldPath=".source.consumerGroup"
+// +kubebuilder:validation:XValidation:rule="!has(self.delivery.processingTimeout) || !has(self.consumer.maxPollInterval) || !self.delivery.processingTimeout.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || !self.consumer.maxPollInterval.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self.delivery.processingTimeout) <= duration(self.consumer.maxPollInterval)",message="delivery.processingTimeout must not exceed consumer.maxPollInterval: a record that takes longer gets its worker evicted from the group",fieldPath=".delivery.processingTimeout"
+// +kubebuilder:validation:XValidation:rule="!has(self.delivery.retry.backoff.max) || !has(self.topics.retention) || !self.delivery.retry.backoff.max.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || !self.topics.retention.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self.delivery.retry.backoff.max) < duration(self.topics.retention)",message="delivery.retry.backoff.max must be shorter than topics.retention: a record parked for a retry would expire before it is due",fieldPath=".delivery.retry.backoff.max"
+// +kubebuilder:validation:XValidation:rule="!has(self.delivery.retry.backoff.initial) || has(self.delivery.retry.backoff.max) || !has(self.topics.retention) || !self.delivery.retry.backoff.initial.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || !self.topics.retention.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self.delivery.retry.backoff.initial) < duration(self.topics.retention)",message="delivery.retry.backoff.initial must be shorter than topics.retention: a record parked for a retry would expire before it is due",fieldPath=".delivery.retry.backoff.initial"
 // +kubebuilder:validation:XValidation:rule="!has(self.delivery.semantics) || self.delivery.semantics != 'ExactlyOnce' || has(self.sink.kafka) || has(self.sink.postgres)",message="delivery.semantics ExactlyOnce needs a sink that supports it (kafka or postgres); http and log sinks are at-least-once",fieldPath=".delivery.semantics"
 // +kubebuilder:validation:XValidation:rule="!has(self.scaling.minReplicas) || !has(self.scaling.maxReplicas) || self.scaling.minReplicas <= self.scaling.maxReplicas",message="scaling.minReplicas must be less than or equal to scaling.maxReplicas",fieldPath=".scaling.minReplicas"
 type StreamPipelineSpec struct {
@@ -93,12 +103,14 @@ type StreamPipelineSpec struct {
 }
 
 // KafkaSpec says how to connect to a Kafka cluster.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.sasl) || self.sasl.mechanism != 'PLAIN' || has(self.tls)",message="kafka.sasl.mechanism PLAIN sends the password in clear text: set kafka.tls too, or use SCRAM-SHA-512",fieldPath=".sasl.mechanism"
 type KafkaSpec struct {
 	// BootstrapServers are the host:port pairs the client starts from.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=261
-	// +kubebuilder:validation:items:Pattern=`^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$`
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^([[][0-9a-fA-F:.]+[]]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$') && int(self.substring(self.lastIndexOf(':') + 1)) >= 1 && int(self.substring(self.lastIndexOf(':') + 1)) <= 65535",messageExpression="'must be host:port with a port 1-65535, e.g. kafka-0.kafka:9092 or [::1]:9092, not ' + self"
 	// +listType=atomic
 	// +required
 	BootstrapServers []string `json:"bootstrapServers"`
@@ -254,8 +266,8 @@ type HTTPSink struct {
 	// Timeout of one request.
 	// +kubebuilder:default="5s"
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a positive Go duration like 30s, 1m30s or 500ms"
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
@@ -333,12 +345,15 @@ type HTTPHealthCheck struct {
 }
 
 // PostgresSink inserts records with INSERT ... ON CONFLICT (key) DO NOTHING.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.keyColumn) || !has(self.payloadColumn) || self.keyColumn != self.payloadColumn",message="sink.postgres.payloadColumn must differ from keyColumn (default id)",fieldPath=".payloadColumn"
 type PostgresSink struct {
 	// DSNSecretRef points at the connection string (a libpq URL or key=value DSN).
 	// +required
 	DSNSecretRef SecretKeyRef `json:"dsnSecretRef"`
 
-	// Table to insert into, optionally schema-qualified.
+	// Table to insert into, optionally schema-qualified. Names are taken as
+	// written, case included ("Orders" is not orders).
 	// +kubebuilder:validation:MaxLength=127
 	// +kubebuilder:validation:Pattern=`^([a-zA-Z_][a-zA-Z0-9_]*\.)?[a-zA-Z_][a-zA-Z0-9_]*$`
 	// +required
@@ -445,10 +460,11 @@ type DeliverySpec struct {
 	DeadLetterTopic string `json:"deadLetterTopic,omitempty"`
 
 	// ProcessingTimeout bounds the handling of one record (sink call included).
-	// +kubebuilder:default="30s"
+	// It must not exceed consumer.maxPollInterval. Default: 30s, or
+	// consumer.maxPollInterval when that is set shorter.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a positive Go duration like 30s, 1m30s or 500ms"
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	ProcessingTimeout *metav1.Duration `json:"processingTimeout,omitempty"`
 }
@@ -480,13 +496,13 @@ type RetrySpec struct {
 
 // BackoffSpec is an exponential backoff: Initial, Initial*Multiplier, ..., capped at Max.
 //
-// +kubebuilder:validation:XValidation:rule="!has(self.initial) || !has(self.max) || duration(self.initial) <= duration(self.max)",message="delivery.retry.backoff.initial must not exceed delivery.retry.backoff.max",fieldPath=".initial"
+// +kubebuilder:validation:XValidation:rule="!has(self.initial) || !has(self.max) || !self.initial.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || !self.max.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self.initial) <= duration(self.max)",message="delivery.retry.backoff.initial must not exceed delivery.retry.backoff.max",fieldPath=".initial"
 type BackoffSpec struct {
-	// Initial delay before the first retry.
-	// +kubebuilder:default="1s"
+	// Initial delay before the first retry. Default: 1s, or max when that is
+	// set shorter.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a positive Go duration like 30s, 1m30s or 500ms"
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	Initial *metav1.Duration `json:"initial,omitempty"`
 
@@ -497,11 +513,12 @@ type BackoffSpec struct {
 	// +optional
 	Multiplier *int32 `json:"multiplier,omitempty"`
 
-	// Max caps the delay.
-	// +kubebuilder:default="10m"
+	// Max caps the delay; it must be shorter than topics.retention (a retry
+	// must not expire before it is due). Default: 10m (at least initial when
+	// that is set), and at most topics.retention.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a positive Go duration like 30s, 1m30s or 500ms"
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	Max *metav1.Duration `json:"max,omitempty"`
 }
@@ -510,8 +527,12 @@ type BackoffSpec struct {
 // poll within MaxPollInterval or heartbeat within SessionTimeout; getting these
 // right is what prevents rebalance storms.
 //
-// +kubebuilder:validation:XValidation:rule="!has(self.heartbeatInterval) || !has(self.sessionTimeout) || duration(self.heartbeatInterval).getMilliseconds() * 3 <= duration(self.sessionTimeout).getMilliseconds()",message="consumer.heartbeatInterval must be at most a third of consumer.sessionTimeout",fieldPath=".heartbeatInterval"
-// +kubebuilder:validation:XValidation:rule="!has(self.sessionTimeout) || !has(self.maxPollInterval) || duration(self.sessionTimeout) < duration(self.maxPollInterval)",message="consumer.sessionTimeout must be less than consumer.maxPollInterval",fieldPath=".sessionTimeout"
+// Rules compare only fields the user set: an unset one gets a default that
+// fits the ones set (StreamPipeline.ConsumerTimings).
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.heartbeatInterval) || !has(self.sessionTimeout) || !self.heartbeatInterval.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || !self.sessionTimeout.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self.heartbeatInterval).getMilliseconds() * 3 <= duration(self.sessionTimeout).getMilliseconds()",message="consumer.heartbeatInterval must be at most a third of consumer.sessionTimeout",fieldPath=".heartbeatInterval"
+// +kubebuilder:validation:XValidation:rule="!has(self.sessionTimeout) || !has(self.maxPollInterval) || !self.sessionTimeout.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || !self.maxPollInterval.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self.sessionTimeout) < duration(self.maxPollInterval)",message="consumer.sessionTimeout must be less than consumer.maxPollInterval",fieldPath=".sessionTimeout"
+// +kubebuilder:validation:XValidation:rule="!has(self.heartbeatInterval) || !has(self.maxPollInterval) || has(self.sessionTimeout) || !self.heartbeatInterval.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || !self.maxPollInterval.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self.heartbeatInterval).getMilliseconds() * 3 < duration(self.maxPollInterval).getMilliseconds()",message="consumer.heartbeatInterval must be less than a third of consumer.maxPollInterval: the session timeout, at least three heartbeats, must stay below it",fieldPath=".heartbeatInterval"
 type ConsumerSpec struct {
 	// MaxPollRecords is the most records one poll hands to the worker.
 	// +kubebuilder:default=100
@@ -522,34 +543,37 @@ type ConsumerSpec struct {
 
 	// MaxPollInterval is the longest the worker may take to handle one poll's
 	// records before the group considers it dead (the rebalance timeout).
-	// +kubebuilder:default="10m"
+	// Default: 10m, or more when sessionTimeout or delivery.processingTimeout
+	// is set longer (twice the session timeout; the processing timeout).
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a positive Go duration like 30s, 1m30s or 500ms"
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	MaxPollInterval *metav1.Duration `json:"maxPollInterval,omitempty"`
 
-	// SessionTimeout is how long the group waits for a heartbeat.
-	// +kubebuilder:default="45s"
+	// SessionTimeout is how long the group waits for a heartbeat. Default:
+	// 45s, or half of maxPollInterval when that is set shorter than 90s, and
+	// at least three heartbeat intervals.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a positive Go duration like 30s, 1m30s or 500ms"
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	SessionTimeout *metav1.Duration `json:"sessionTimeout,omitempty"`
 
-	// HeartbeatInterval is how often the worker heartbeats.
-	// +kubebuilder:default="15s"
+	// HeartbeatInterval is how often the worker heartbeats; a new replica
+	// gets partitions at the others' next heartbeat. Default: 3s (Kafka's
+	// own), or a third of sessionTimeout when that is shorter than 9s.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a positive Go duration like 30s, 1m30s or 500ms"
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	HeartbeatInterval *metav1.Duration `json:"heartbeatInterval,omitempty"`
 
 	// FetchMaxWait is how long a fetch waits for data before returning empty.
 	// +kubebuilder:default="500ms"
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a positive Go duration like 30s, 1m30s or 500ms"
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	FetchMaxWait *metav1.Duration `json:"fetchMaxWait,omitempty"`
 
@@ -585,8 +609,8 @@ type CircuitBreakerSpec struct {
 	// OpenDuration is how long the circuit stays open before a trial request.
 	// +kubebuilder:default="60s"
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a positive Go duration like 30s, 1m30s or 500ms"
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	OpenDuration *metav1.Duration `json:"openDuration,omitempty"`
 }
@@ -609,8 +633,8 @@ type RateLimitSpec struct {
 
 // WarmupSpec is the start of the rate ramp.
 type WarmupSpec struct {
-	// RecordsPerSecond at start.
-	// +kubebuilder:default=100
+	// RecordsPerSecond at start. Default: 100, or rateLimit.recordsPerSecond
+	// when that is lower.
 	// +kubebuilder:validation:Minimum=1
 	// +optional
 	RecordsPerSecond *int32 `json:"recordsPerSecond,omitempty"`
@@ -618,7 +642,8 @@ type WarmupSpec struct {
 	// Duration of the ramp. "0s" disables the warm-up.
 	// +kubebuilder:default="2m"
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')",message="must be a Go duration like 30s, 5m or 0s"
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	Duration *metav1.Duration `json:"duration,omitempty"`
 }
@@ -629,7 +654,8 @@ type StartupSpec struct {
 	// consumer group. "0s" disables it.
 	// +kubebuilder:default="30s"
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')",message="must be a Go duration like 30s, 5m or 0s"
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	MaxJitter *metav1.Duration `json:"maxJitter,omitempty"`
 }
@@ -666,8 +692,8 @@ type ScalingSpec struct {
 	// PollInterval is how often lag is sampled.
 	// +kubebuilder:default="2s"
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms')",message="must be at least 100ms"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) >= duration('100ms')",message="must be a Go duration of at least 100ms, like 2s"
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	PollInterval *metav1.Duration `json:"pollInterval,omitempty"`
 
@@ -675,7 +701,8 @@ type ScalingSpec struct {
 	// the pipeline scales down.
 	// +kubebuilder:default="5m"
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')",message="must be a Go duration like 30s, 5m or 0s"
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	ScaleDownStabilization *metav1.Duration `json:"scaleDownStabilization,omitempty"`
 
@@ -724,8 +751,8 @@ type TopicPolicy struct {
 	// Retention (retention.ms) of each provisioned topic.
 	// +kubebuilder:default="168h"
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a positive Go duration like 30s, 1m30s or 500ms"
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	Retention *metav1.Duration `json:"retention,omitempty"`
 
@@ -739,23 +766,29 @@ type TopicPolicy struct {
 // PodTemplateOverrides are the parts of the worker pods a team may set.
 type PodTemplateOverrides struct {
 	// Labels added to the pods.
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",message="label keys must be an optional DNS-subdomain prefix and '/', then 1-63 characters of [A-Za-z0-9_.-] that begin and end with a letter or digit, e.g. team or example.com/team"
 	// +optional
-	Labels map[string]string `json:"labels,omitempty"`
+	Labels map[string]LabelValue `json:"labels,omitempty"`
 
 	// Annotations added to the pods.
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",message="annotation keys must be an optional DNS-subdomain prefix and '/', then 1-63 characters of [A-Za-z0-9_.-] that begin and end with a letter or digit, e.g. example.com/owner"
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
 
 	// Resources of the worker container. Default: requests 100m CPU, 128Mi
 	// memory; limit 256Mi memory.
+	// +kubebuilder:validation:XValidation:rule="!has(self.requests) || !has(self.limits) || ['cpu', 'memory', 'ephemeral-storage'].all(r, !(r in self.requests) || !(r in self.limits) || !quantity(string(self.requests[r])).isGreaterThan(quantity(string(self.limits[r]))))",message="resources.requests of cpu, memory or ephemeral-storage must not exceed its resources.limits"
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 
 	// Env is appended to the worker container's environment.
+	// +kubebuilder:validation:MaxItems=128
 	// +optional
 	// +listType=map
 	// +listMapKey=name
-	Env []corev1.EnvVar `json:"env,omitempty"`
+	Env []EnvVar `json:"env,omitempty"`
 
 	// NodeSelector of the pods.
 	// +optional
@@ -784,6 +817,30 @@ type PodTemplateOverrides struct {
 	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
 	// +optional
 	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+}
+
+// LabelValue is a Kubernetes label value.
+// +kubebuilder:validation:MaxLength=63
+// +kubebuilder:validation:XValidation:rule="self.matches('^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$')",message="label values must be at most 63 characters of [A-Za-z0-9_.-] that begin and end with a letter or digit (or be empty)"
+type LabelValue string
+
+// EnvVar is one environment variable of the worker container (core/v1
+// EnvVar's fields, with the name checked at admission as Kubernetes checks it).
+type EnvVar struct {
+	// Name of the variable.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[ -<>-~]+$')",message="environment variable names must be printable ASCII characters other than '='"
+	// +required
+	Name string `json:"name"`
+
+	// Value of the variable.
+	// +optional
+	Value string `json:"value,omitempty"`
+
+	// ValueFrom takes the value from a ConfigMap, a Secret or the pod.
+	// +optional
+	ValueFrom *corev1.EnvVarSource `json:"valueFrom,omitempty"`
 }
 
 // StreamPipelineStatus is what Sluice observed.

@@ -73,9 +73,9 @@ func TestInvalidManifestsAreRejectedWithTheFieldNamed(t *testing.T) {
 			[]string{"spec.sink", "exactly one of sink.http, sink.postgres, sink.kafka or sink.log must be set"}},
 		{"two sinks", map[string]any{"sink.log": map[string]any{}},
 			[]string{"spec.sink", "exactly one of sink.http, sink.postgres, sink.kafka or sink.log must be set"}},
-		{"heartbeat too close to session timeout", map[string]any{"consumer.heartbeatInterval": "20s"},
+		{"heartbeat too close to session timeout", map[string]any{"consumer.heartbeatInterval": "20s", "consumer.sessionTimeout": "45s"},
 			[]string{"spec.consumer.heartbeatInterval", "must be at most a third of consumer.sessionTimeout"}},
-		{"session timeout not below max poll interval", map[string]any{"consumer.sessionTimeout": "15m", "consumer.heartbeatInterval": "1m"},
+		{"session timeout not below max poll interval", map[string]any{"consumer.sessionTimeout": "15m", "consumer.maxPollInterval": "10m"},
 			[]string{"spec.consumer.sessionTimeout", "must be less than consumer.maxPollInterval"}},
 		{"min replicas above max", map[string]any{"scaling.minReplicas": int64(5), "scaling.maxReplicas": int64(2)},
 			[]string{"spec.scaling.minReplicas", "must be less than or equal to scaling.maxReplicas"}},
@@ -84,7 +84,11 @@ func TestInvalidManifestsAreRejectedWithTheFieldNamed(t *testing.T) {
 		{"no bootstrap servers", map[string]any{"kafka.bootstrapServers": []any{}},
 			[]string{"spec.kafka.bootstrapServers", "should have at least 1 items"}},
 		{"bootstrap server without port", map[string]any{"kafka.bootstrapServers": []any{"kafka.kafka"}},
-			[]string{"spec.kafka.bootstrapServers[0]", "should match"}},
+			[]string{"spec.kafka.bootstrapServers[0]", "must be host:port with a port 1-65535", "not kafka.kafka"}},
+		{"bootstrap server port out of range", map[string]any{"kafka.bootstrapServers": []any{"kafka-0:9092", "kafka-1:99999"}},
+			[]string{"spec.kafka.bootstrapServers[1]", "must be host:port with a port 1-65535", "not kafka-1:99999"}},
+		{"bootstrap server port 0", map[string]any{"kafka.bootstrapServers": []any{"[::1]:0"}},
+			[]string{"spec.kafka.bootstrapServers[0]", "port 1-65535"}},
 		{"topic with a slash", map[string]any{"source.topic": "orders/eu"},
 			[]string{"spec.source.topic", "should match"}},
 		{"topic named ..", map[string]any{"source.topic": ".."},
@@ -94,7 +98,45 @@ func TestInvalidManifestsAreRejectedWithTheFieldNamed(t *testing.T) {
 		{"dead-letter topic equals source", map[string]any{"delivery.deadLetterTopic": "orders"},
 			[]string{"spec.delivery.deadLetterTopic", "must differ from source.topic"}},
 		{"retry prefix produces the source topic", map[string]any{"source.topic": "orders.retry.1", "delivery.retry.topicPrefix": "orders.retry"},
-			[]string{"spec.delivery.retry.topicPrefix", "must not produce source.topic as a retry topic"}},
+			[]string{"spec.delivery.retry.topicPrefix", "must not include source.topic"}},
+		{"default retry topics produce the source topic", map[string]any{"source.topic": "shop.retry.2", "source.consumerGroup": "shop"},
+			[]string{"spec.delivery.retry.topicPrefix", "must not include source.topic"}},
+		{"default dead-letter topic is the source", map[string]any{"source.topic": "shop.dlq", "source.consumerGroup": "shop"},
+			[]string{"spec.delivery.deadLetterTopic", "must differ from source.topic"}},
+		{"dead-letter topic equals a retry topic", map[string]any{"delivery.deadLetterTopic": "again.3", "delivery.retry.topicPrefix": "again"},
+			[]string{"spec.delivery.deadLetterTopic", "must not be one of the retry topics"}},
+		{"dead-letter topic equals a default retry topic", map[string]any{"delivery.deadLetterTopic": "shop.retry.1", "source.consumerGroup": "shop"},
+			[]string{"spec.delivery.deadLetterTopic", "must not be one of the retry topics"}},
+		{"kafka sink writes to the default dead-letter topic", map[string]any{"sink.http": nil, "sink.kafka": map[string]any{"topic": "shop.dlq"}, "source.consumerGroup": "shop"},
+			[]string{"spec.sink.kafka.topic", "must differ from the dead-letter topic"}},
+		{"kafka sink writes to a retry topic", map[string]any{"sink.http": nil, "sink.kafka": map[string]any{"topic": "again.2"}, "delivery.retry.topicPrefix": "again"},
+			[]string{"spec.sink.kafka.topic", "retry topics"}},
+		{"group too long for its default topics", map[string]any{"source.consumerGroup": strings.Repeat("g", 246)},
+			[]string{"spec.source.consumerGroup", "too long for the default dead-letter topic", "too long for the default retry topics"}},
+		{"max poll interval shorter than the processing timeout", map[string]any{"consumer.maxPollInterval": "20s", "delivery.processingTimeout": "1m"},
+			[]string{"spec.delivery.processingTimeout", "must not exceed consumer.maxPollInterval"}},
+		{"retry backoff longer than the retention", map[string]any{"delivery.retry.backoff.max": "2h", "topics.retention": "1h"},
+			[]string{"spec.delivery.retry.backoff.max", "must be shorter than topics.retention"}},
+		{"first retry delay longer than the retention", map[string]any{"delivery.retry.backoff.initial": "2h", "topics.retention": "1h"},
+			[]string{"spec.delivery.retry.backoff.initial", "must be shorter than topics.retention"}},
+		{"heartbeat too close to max poll interval", map[string]any{"consumer.heartbeatInterval": "10s", "consumer.maxPollInterval": "30s"},
+			[]string{"spec.consumer.heartbeatInterval", "must be less than a third of consumer.maxPollInterval"}},
+		{"postgres key column is the payload column", map[string]any{"sink.http": nil, "sink.postgres": map[string]any{"dsnSecretRef": map[string]any{"name": "pg", "key": "dsn"}, "table": "orders", "payloadColumn": "id"}},
+			[]string{"spec.sink.postgres.payloadColumn", "must differ from keyColumn"}},
+		{"SASL PLAIN without TLS", map[string]any{"kafka.sasl": map[string]any{"mechanism": "PLAIN", "secretRef": map[string]any{"name": "u"}}},
+			[]string{"spec.kafka.sasl.mechanism", "PLAIN sends the password in clear text"}},
+		{"pod label key Kubernetes refuses", map[string]any{"template.labels": map[string]any{"team name": "shop"}},
+			[]string{"spec.template.labels", "label keys must be"}},
+		{"pod label value Kubernetes refuses", map[string]any{"template.labels": map[string]any{"team": "shop floor!"}},
+			[]string{"spec.template.labels[team]", "label values must be"}},
+		{"pod annotation key Kubernetes refuses", map[string]any{"template.annotations": map[string]any{"/owner": "me"}},
+			[]string{"spec.template.annotations", "annotation keys must be"}},
+		{"env name Kubernetes refuses", map[string]any{"template.env": []any{map[string]any{"name": "A=B", "value": "1"}}},
+			[]string{"spec.template.env[0].name", "printable ASCII characters other than '='"}},
+		{"memory request above its limit", map[string]any{"template.resources": map[string]any{"requests": map[string]any{"memory": "1Gi"}, "limits": map[string]any{"memory": "256Mi"}}},
+			[]string{"spec.template.resources", "must not exceed its resources.limits"}},
+		{"bad duration: one error that says what a duration is", map[string]any{"consumer.sessionTimeout": "5 minutes"},
+			[]string{"spec.consumer.sessionTimeout", "must be a positive Go duration like 30s"}},
 		{"kafka sink writes to its own source", map[string]any{"sink.http": nil, "sink.kafka": map[string]any{"topic": "orders"}},
 			[]string{"spec.sink.kafka.topic", "must differ from source.topic"}},
 		{"exactly-once with the http sink", map[string]any{"delivery.semantics": "ExactlyOnce"},
@@ -102,18 +144,18 @@ func TestInvalidManifestsAreRejectedWithTheFieldNamed(t *testing.T) {
 		{"unknown semantics", map[string]any{"delivery.semantics": "AtMostOnce"},
 			[]string{"spec.delivery.semantics", "Unsupported value"}},
 		{"negative duration", map[string]any{"consumer.maxPollInterval": "-5m"},
-			[]string{"spec.consumer.maxPollInterval", "should match"}},
+			[]string{"spec.consumer.maxPollInterval", "must be a positive Go duration"}},
 		{"zero duration", map[string]any{"circuitBreaker.openDuration": "0s"},
-			[]string{"spec.circuitBreaker.openDuration", "must be a positive duration"}},
+			[]string{"spec.circuitBreaker.openDuration", "must be a positive Go duration"}},
 		{"duration without unit", map[string]any{"sink.http.timeout": "5"},
-			[]string{"spec.sink.http.timeout", "should match"}},
+			[]string{"spec.sink.http.timeout", "must be a positive Go duration"}},
 		{"max poll records zero", map[string]any{"consumer.maxPollRecords": int64(0)},
 			[]string{"spec.consumer.maxPollRecords", "should be greater than or equal to 1"}},
 		{"fetch size too small", map[string]any{"consumer.fetchMaxBytes": int64(100)},
 			[]string{"spec.consumer.fetchMaxBytes", "should be greater than or equal to 1024"}},
 		{"partition fetch size too large", map[string]any{"consumer.maxPartitionFetchBytes": int64(1 << 30)},
 			[]string{"spec.consumer.maxPartitionFetchBytes", "should be less than or equal to 268435456"}},
-		{"backoff initial above max", map[string]any{"delivery.retry.backoff.initial": "20m"},
+		{"backoff initial above max", map[string]any{"delivery.retry.backoff.initial": "20m", "delivery.retry.backoff.max": "10m"},
 			[]string{"spec.delivery.retry.backoff.initial", "must not exceed delivery.retry.backoff.max"}},
 		{"idempotency key from header and field", map[string]any{"idempotencyKey": map[string]any{"header": "id", "jsonField": "id"}},
 			[]string{"spec.idempotencyKey", "needs exactly one of header or jsonField"}},
@@ -134,7 +176,7 @@ func TestInvalidManifestsAreRejectedWithTheFieldNamed(t *testing.T) {
 			[]string{"spec.sink.http.auth.headers[0].name", "must be an HTTP header name"}},
 		{"health check URL with credentials", map[string]any{"sink.http.healthCheck": map[string]any{"url": "http://a:b@orders/healthz"}},
 			[]string{"spec.sink.http.healthCheck.url", "must not carry credentials"}},
-		{"warm-up faster than the limit", map[string]any{"rateLimit.recordsPerSecond": int64(50)},
+		{"warm-up faster than the limit", map[string]any{"rateLimit.recordsPerSecond": int64(50), "rateLimit.warmup.recordsPerSecond": int64(100)},
 			[]string{"spec.rateLimit.warmup.recordsPerSecond", "must not exceed rateLimit.recordsPerSecond"}},
 		{"negative min replicas", map[string]any{"scaling.minReplicas": int64(-1)},
 			[]string{"spec.scaling.minReplicas", "should be greater than or equal to 0"}},
@@ -181,22 +223,29 @@ func TestMinimalPipelineGetsTheSafeDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := sp.Spec
+	timings := sp.Timings()
+	backoffInitial, backoffMax := sp.RetryBackoff()
 	checks := []struct {
 		field     string
 		got, want any
 	}{
 		{"consumer.maxPollRecords", *s.Consumer.MaxPollRecords, int32(100)},
-		{"consumer.maxPollInterval", s.Consumer.MaxPollInterval.Duration.String(), "10m0s"},
-		{"consumer.sessionTimeout", s.Consumer.SessionTimeout.Duration.String(), "45s"},
-		{"consumer.heartbeatInterval", s.Consumer.HeartbeatInterval.Duration.String(), "15s"},
+		// Timings that depend on each other are not stored: they default from
+		// what is set (Timings), so none is written into the object.
+		{"consumer.maxPollInterval (stored)", s.Consumer.MaxPollInterval == nil, true},
+		{"consumer.maxPollInterval", timings.MaxPollInterval.String(), "10m0s"},
+		{"consumer.sessionTimeout", timings.SessionTimeout.String(), "45s"},
+		{"consumer.heartbeatInterval", timings.HeartbeatInterval.String(), "3s"},
+		{"delivery.processingTimeout", timings.ProcessingTimeout.String(), "30s"},
 		{"consumer.fetchMaxBytes", *s.Consumer.FetchMaxBytes, int32(1 << 20)},
 		{"consumer.maxPartitionFetchBytes", *s.Consumer.MaxPartitionFetchBytes, int32(256 << 10)},
 		{"startup.maxJitter", s.Startup.MaxJitter.Duration.String(), "30s"},
-		{"rateLimit.warmup.recordsPerSecond", *s.RateLimit.Warmup.RecordsPerSecond, int32(100)},
+		{"rateLimit.warmup.recordsPerSecond", sp.WarmupRecordsPerSecond(), int32(100)},
 		{"rateLimit.warmup.duration", s.RateLimit.Warmup.Duration.Duration.String(), "2m0s"},
 		{"delivery.semantics", s.Delivery.Semantics, sluicev1.AtLeastOnce},
 		{"delivery.retry.attempts", *s.Delivery.Retry.Attempts, int32(3)},
-		{"delivery.retry.backoff.initial", s.Delivery.Retry.Backoff.Initial.Duration.String(), "1s"},
+		{"delivery.retry.backoff.initial", backoffInitial.String(), "1s"},
+		{"delivery.retry.backoff.max", backoffMax.String(), "10m0s"},
 		{"topics.replicationFactor", *s.Topics.ReplicationFactor, int32(3)},
 		{"topics.minInSyncReplicas", *s.Topics.MinInSyncReplicas, int32(2)},
 		{"topics.retention", s.Topics.Retention.Duration.String(), "168h0m0s"},
@@ -242,5 +291,31 @@ func TestSamplesAreAccepted(t *testing.T) {
 				t.Fatalf("sample rejected: %v", err)
 			}
 		})
+	}
+}
+
+// TestSensibleSingleSettingsAreAccepted: one setting alone must not be
+// refused because of a default the user never wrote (each used to be).
+func TestSensibleSingleSettingsAreAccepted(t *testing.T) {
+	cases := []map[string]any{
+		{"consumer.sessionTimeout": "10s"},
+		{"consumer.maxPollInterval": "30s"},
+		{"consumer.maxPollInterval": "20s"},
+		{"consumer.heartbeatInterval": "20s"},
+		{"rateLimit.recordsPerSecond": int64(50)},
+		{"delivery.retry.backoff.max": "500ms"},
+		{"delivery.retry.backoff.initial": "20m"},
+		{"topics.retention": "5m"},
+		{"delivery.processingTimeout": "20m"},
+		{"kafka.sasl": map[string]any{"mechanism": "PLAIN", "secretRef": map[string]any{"name": "u"}}, "kafka.tls": map[string]any{}},
+		{"template.labels": map[string]any{"example.com/team": "shop", "tier": ""}, "template.env": []any{map[string]any{"name": "1weird but-valid.NAME", "value": "x"}}},
+	}
+	for i, edits := range cases {
+		obj := pipeline(t, "single-"+string(rune('a'+i)), edits)
+		if err := k8s.Create(context.Background(), obj); err != nil {
+			t.Errorf("%v refused: %v", edits, err)
+			continue
+		}
+		_ = k8s.Delete(context.Background(), obj)
 	}
 }

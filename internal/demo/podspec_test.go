@@ -51,7 +51,7 @@ func renderedPod(t *testing.T) (corev1.PodSpec, objects) {
 			Sink: sluicev1.SinkSpec{Postgres: &sluicev1.PostgresSink{
 				DSNSecretRef: sluicev1.SecretKeyRef{Name: "pg", Key: "dsn"}, Table: "orders",
 			}},
-			Template: &sluicev1.PodTemplateOverrides{Env: []corev1.EnvVar{
+			Template: &sluicev1.PodTemplateOverrides{Env: []sluicev1.EnvVar{
 				{Name: "TEAM", Value: "shop"},
 				{Name: "TIER", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
 					LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}, Key: "tier"}}},

@@ -57,9 +57,9 @@ func Deployment(sp *sluicev1.StreamPipeline, p DeploymentParams) *appsv1.Deploym
 		image = sp.Spec.Image
 	}
 
-	podLabels := maps.Clone(t.Labels)
-	if podLabels == nil {
-		podLabels = map[string]string{}
+	podLabels := make(map[string]string, len(t.Labels)+5)
+	for k, v := range t.Labels {
+		podLabels[k] = string(v)
 	}
 	maps.Copy(podLabels, Labels(sp)) // ours win: the selector must keep matching
 
@@ -177,7 +177,7 @@ func containerSecurityContext() *corev1.SecurityContext {
 
 // workerEnv gives the worker its identity (for the Kafka client ID, logs and
 // traces) and its memory limit, and appends the team's variables.
-func workerEnv(extra []corev1.EnvVar) []corev1.EnvVar {
+func workerEnv(extra []sluicev1.EnvVar) []corev1.EnvVar {
 	env := []corev1.EnvVar{
 		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
@@ -189,7 +189,7 @@ func workerEnv(extra []corev1.EnvVar) []corev1.EnvVar {
 		if e.Name == "POD_NAME" || e.Name == "POD_NAMESPACE" || e.Name == workerconfig.MemoryLimitEnv {
 			continue
 		}
-		env = append(env, *e.DeepCopy())
+		env = append(env, corev1.EnvVar{Name: e.Name, Value: e.Value, ValueFrom: e.ValueFrom.DeepCopy()})
 	}
 	return env
 }

@@ -233,10 +233,10 @@ func TestDeployment(t *testing.T) {
 		}},
 		{"template overrides", func(sp *sluicev1.StreamPipeline) {
 			sp.Spec.Template = &sluicev1.PodTemplateOverrides{
-				Labels:          map[string]string{"team": "shop", sluicev1.LabelPipeline: "hijack"},
+				Labels:          map[string]sluicev1.LabelValue{"team": "shop", sluicev1.LabelPipeline: "hijack"},
 				Annotations:     map[string]string{"a": "b"},
 				Resources:       &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}},
-				Env:             []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "debug"}, {Name: "POD_NAME", Value: "spoof"}, {Name: workerconfig.MemoryLimitEnv, Value: "1"}},
+				Env:             []sluicev1.EnvVar{{Name: "LOG_LEVEL", Value: "debug"}, {Name: "POD_NAME", Value: "spoof"}, {Name: workerconfig.MemoryLimitEnv, Value: "1"}},
 				NodeSelector:    map[string]string{"pool": "kafka"},
 				Affinity:        &corev1.Affinity{},
 				ImagePullPolicy: corev1.PullNever,

@@ -22,11 +22,9 @@ const shutdownMargin = 15 * time.Second
 // poll batch. A batch is bounded both by maxPollInterval (Kafka evicts a member
 // that takes longer) and by maxPollRecords × processingTimeout.
 func ShutdownTimeout(sp *sluicev1.StreamPipeline) time.Duration {
-	c := sp.Spec.Consumer
-	maxPoll := sluicev1.DurationOr(c.MaxPollInterval, sluicev1.DefaultMaxPollInterval)
-	perRecord := sluicev1.DurationOr(sp.Spec.Delivery.ProcessingTimeout, sluicev1.DefaultProcessingTimeout)
-	batch := time.Duration(sluicev1.Int32Or(c.MaxPollRecords, sluicev1.DefaultMaxPollRecords)) * perRecord
-	return min(maxPoll, batch)
+	t := sp.Timings()
+	batch := time.Duration(sluicev1.Int32Or(sp.Spec.Consumer.MaxPollRecords, sluicev1.DefaultMaxPollRecords)) * t.ProcessingTimeout
+	return min(t.MaxPollInterval, batch)
 }
 
 // TerminationGracePeriodSeconds is the pod's grace period: the drain timeout plus
@@ -45,6 +43,8 @@ func WorkerConfig(sp *sluicev1.StreamPipeline) workerconfig.Config {
 		return metav1.Duration{Duration: sluicev1.DurationOr(d, def)}
 	}
 
+	timings := sp.Timings()
+	backoffInitial, backoffMax := sp.RetryBackoff()
 	cfg := workerconfig.Config{
 		Pipeline: workerconfig.PipelineRef{Namespace: sp.Namespace, Name: sp.Name},
 		Kafka:    workerconfig.Kafka{BootstrapServers: append([]string(nil), s.Kafka.BootstrapServers...)},
@@ -57,18 +57,18 @@ func WorkerConfig(sp *sluicev1.StreamPipeline) workerconfig.Config {
 			Semantics:   string(sp.Semantics()),
 			RetryTopics: sp.RetryTopics(),
 			Backoff: workerconfig.Backoff{
-				Initial:    dur(s.Delivery.Retry.Backoff.Initial, sluicev1.DefaultBackoffInitial),
+				Initial:    metav1.Duration{Duration: backoffInitial},
 				Multiplier: sluicev1.Int32Or(s.Delivery.Retry.Backoff.Multiplier, sluicev1.DefaultBackoffMultiplier),
-				Max:        dur(s.Delivery.Retry.Backoff.Max, sluicev1.DefaultBackoffMax),
+				Max:        metav1.Duration{Duration: backoffMax},
 			},
 			DeadLetterTopic:   sp.DeadLetterTopic(),
-			ProcessingTimeout: dur(s.Delivery.ProcessingTimeout, sluicev1.DefaultProcessingTimeout),
+			ProcessingTimeout: metav1.Duration{Duration: timings.ProcessingTimeout},
 		},
 		Consumer: workerconfig.Consumer{
 			MaxPollRecords:         sluicev1.Int32Or(s.Consumer.MaxPollRecords, sluicev1.DefaultMaxPollRecords),
-			MaxPollInterval:        dur(s.Consumer.MaxPollInterval, sluicev1.DefaultMaxPollInterval),
-			SessionTimeout:         dur(s.Consumer.SessionTimeout, sluicev1.DefaultSessionTimeout),
-			HeartbeatInterval:      dur(s.Consumer.HeartbeatInterval, sluicev1.DefaultHeartbeatInterval),
+			MaxPollInterval:        metav1.Duration{Duration: timings.MaxPollInterval},
+			SessionTimeout:         metav1.Duration{Duration: timings.SessionTimeout},
+			HeartbeatInterval:      metav1.Duration{Duration: timings.HeartbeatInterval},
 			FetchMaxWait:           dur(s.Consumer.FetchMaxWait, sluicev1.DefaultFetchMaxWait),
 			ShutdownTimeout:        metav1.Duration{Duration: ShutdownTimeout(sp)},
 			FetchMaxBytes:          sluicev1.Int32Or(s.Consumer.FetchMaxBytes, sluicev1.DefaultFetchMaxBytes),
@@ -80,7 +80,7 @@ func WorkerConfig(sp *sluicev1.StreamPipeline) workerconfig.Config {
 		},
 		RateLimit: workerconfig.RateLimit{
 			RecordsPerSecond:       sluicev1.Int32Or(s.RateLimit.RecordsPerSecond, 0),
-			WarmupRecordsPerSecond: sluicev1.Int32Or(s.RateLimit.Warmup.RecordsPerSecond, sluicev1.DefaultWarmupRecordsPerSecond),
+			WarmupRecordsPerSecond: sp.WarmupRecordsPerSecond(),
 			WarmupDuration:         dur(s.RateLimit.Warmup.Duration, sluicev1.DefaultWarmupDuration),
 		},
 		Startup: workerconfig.Startup{MaxJitter: dur(s.Startup.MaxJitter, sluicev1.DefaultMaxJitter)},

@@ -59,6 +59,14 @@ func TestParseNamesTheBadField(t *testing.T) {
 		{"fetch too small", "fetchMaxWait: 500ms,", "fetchMaxWait: 500ms, fetchMaxBytes: 100,", []string{"consumer.fetchMaxBytes", "between 1024 and 268435456"}},
 		{"partition fetch too large", "fetchMaxWait: 500ms,", "fetchMaxWait: 500ms, maxPartitionFetchBytes: 1073741824,", []string{"consumer.maxPartitionFetchBytes"}},
 		{"warm-up above limit", "rateLimit: {", "rateLimit: {recordsPerSecond: 50, ", []string{"rateLimit.warmupRecordsPerSecond"}},
+		{"bootstrap port out of range", `bootstrapServers: ["127.0.0.1:9092"]`, `bootstrapServers: ["127.0.0.1:99999"]`, []string{"kafka.bootstrapServers[0]", "port 1-65535"}},
+		{"bootstrap server without a port", `bootstrapServers: ["127.0.0.1:9092"]`, `bootstrapServers: ["kafka"]`, []string{"kafka.bootstrapServers[0]", "host:port"}},
+		{"dead-letter topic is a retry topic", "deadLetterTopic: orders.dlq", "deadLetterTopic: orders.retry.2", []string{"delivery.retryTopics[1]", "must differ"}},
+		{"the same retry topic twice", "retryTopics: [orders.retry.1, orders.retry.2]", "retryTopics: [orders.retry.1, orders.retry.1]", []string{"delivery.retryTopics[1]", "other retry topics"}},
+		{"kafka sink writes to the dead-letter topic", "sink: {log: {format: JSON}}", "sink: {kafka: {topic: orders.dlq}}", []string{"sink.kafka.topic", "must differ from delivery.deadLetterTopic"}},
+		{"processing longer than the poll interval", "processingTimeout: 30s", "processingTimeout: 11m", []string{"delivery.processingTimeout", "must not exceed consumer.maxPollInterval"}},
+		{"postgres key column is the payload column", "sink: {log: {format: JSON}}", "sink: {postgres: {dsnFile: /dsn, table: t, keyColumn: id, payloadColumn: id}}", []string{"sink.postgres.payloadColumn", "must differ from keyColumn"}},
+		{"http sink URL with credentials", "sink: {log: {format: JSON}}", "sink: {http: {url: 'http://u:p@svc/x', timeout: 5s}}", []string{"sink.http.url", "must not carry credentials"}},
 		{"several problems at once", "server: {port: 8080}\npipeline: {namespace: shop, name: orders}", "server: {port: 0}\npipeline: {namespace: shop, name: ''}", []string{"server.port", "pipeline.name"}},
 	}
 	for _, tc := range cases {

@@ -2,8 +2,10 @@ package workerconfig
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"regexp"
+	"strconv"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -48,8 +50,8 @@ func validateKafka(k Kafka, path *field.Path) field.ErrorList {
 		errs = append(errs, field.Required(path.Child("bootstrapServers"), "at least one host:port"))
 	}
 	for i, s := range k.BootstrapServers {
-		if s == "" {
-			errs = append(errs, field.Invalid(path.Child("bootstrapServers").Index(i), s, "must be host:port"))
+		if !validHostPort(s) {
+			errs = append(errs, field.Invalid(path.Child("bootstrapServers").Index(i), s, "must be host:port with a port 1-65535"))
 		}
 	}
 	if k.TLS != nil && (k.TLS.CertFile == "") != (k.TLS.KeyFile == "") {
@@ -112,6 +114,9 @@ func validateSink(s Sink, semantics string, path *field.Path) field.ErrorList {
 				errs = append(errs, field.Required(path.Child("postgres", name), ""))
 			}
 		}
+		if s.Postgres.KeyColumn != "" && s.Postgres.KeyColumn == s.Postgres.PayloadColumn {
+			errs = append(errs, field.Invalid(path.Child("postgres", "payloadColumn"), s.Postgres.PayloadColumn, "must differ from keyColumn"))
+		}
 	}
 	if s.Kafka != nil {
 		set++
@@ -142,12 +147,17 @@ func validateDelivery(c *Config, path *field.Path) field.ErrorList {
 	if d.DeadLetterTopic == c.Source.Topic {
 		errs = append(errs, field.Invalid(path.Child("deadLetterTopic"), d.DeadLetterTopic, "must differ from source.topic"))
 	}
+	seen := map[string]bool{}
 	for i, t := range d.RetryTopics {
 		p := path.Child("retryTopics").Index(i)
 		errs = append(errs, validateTopic(p, t)...)
-		if t == c.Source.Topic || t == d.DeadLetterTopic {
-			errs = append(errs, field.Invalid(p, t, "must differ from source.topic and delivery.deadLetterTopic"))
+		if t == c.Source.Topic || t == d.DeadLetterTopic || seen[t] {
+			errs = append(errs, field.Invalid(p, t, "must differ from source.topic, delivery.deadLetterTopic and the other retry topics"))
 		}
+		seen[t] = true
+	}
+	if k := c.Sink.Kafka; k != nil && (k.Topic == d.DeadLetterTopic || seen[k.Topic]) {
+		errs = append(errs, field.Invalid(field.NewPath("sink", "kafka", "topic"), k.Topic, "must differ from delivery.deadLetterTopic and the retry topics"))
 	}
 	if len(d.RetryTopics) > 0 {
 		if d.Backoff.Initial.Duration <= 0 {
@@ -162,6 +172,10 @@ func validateDelivery(c *Config, path *field.Path) field.ErrorList {
 	}
 	if d.ProcessingTimeout.Duration <= 0 {
 		errs = append(errs, field.Invalid(path.Child("processingTimeout"), d.ProcessingTimeout.String(), "must be positive"))
+	}
+	if d.ProcessingTimeout.Duration > c.Consumer.MaxPollInterval.Duration {
+		errs = append(errs, field.Invalid(path.Child("processingTimeout"), d.ProcessingTimeout.String(),
+			"must not exceed consumer.maxPollInterval: a record that takes longer gets the worker evicted from the group"))
 	}
 	return errs
 }
@@ -268,4 +282,14 @@ func validateHTTPURL(raw string, path *field.Path) field.ErrorList {
 		return field.ErrorList{field.Invalid(path, u.Redacted(), "must not carry credentials (user:password@host); use a bearer token, basic auth or header files")}
 	}
 	return nil
+}
+
+// validHostPort says whether s is host:port with a port 1-65535.
+func validHostPort(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
 }
