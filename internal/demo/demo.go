@@ -93,10 +93,10 @@ func (d *run) say(format string, args ...any) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.logFile != nil {
-		fmt.Fprintln(d.logFile, line)
+		_, _ = fmt.Fprintln(d.logFile, line)
 	}
 	if !d.quiet {
-		fmt.Fprintln(d.out, line)
+		_, _ = fmt.Fprintln(d.out, line)
 	}
 }
 
@@ -133,7 +133,7 @@ func (d *run) run(ctx context.Context) (Summary, error) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		if d.logFile != nil {
-			fmt.Fprintln(d.logFile, line)
+			_, _ = fmt.Fprintln(d.logFile, line)
 		}
 	}}
 	// etcd's data, the API server's certificates: inside the state dir.
@@ -148,7 +148,7 @@ func (d *run) run(ctx context.Context) (Summary, error) {
 	// The worker binary builds while the control plane starts (the envtest
 	// binaries are built first on a first run).
 	workerBin := filepath.Join(d.state, "bin", "worker")
-	workerBuilt := make(chan error, 1)
+	workerBuilt := make(chan error)
 	go func() {
 		start := time.Now()
 		err := goBuild(ctx, d.root, workerBin, "./cmd/worker")
@@ -576,7 +576,7 @@ func (d *run) summarize(ctx context.Context, reader *topicReader, b *broker, l *
 	}
 	_, spikeEnd := p.spikeWindow()
 	if dt, ok := drainTime(samples, d.runStart.Add(spikeEnd), int64(2*p.Rate)*int64(len(d.infos))); ok {
-		v := roundTo(dt.Seconds(), 1)
+		v := round1(dt.Seconds())
 		sum.DrainSeconds = &v
 	}
 	sum.WorkerRestarts = d.runner.restarts.Load()
@@ -585,11 +585,11 @@ func (d *run) summarize(ctx context.Context, reader *topicReader, b *broker, l *
 	}
 	if d.recv != nil {
 		if t := d.recv.firstDelivery.Load(); t != nil {
-			v := roundTo(t.Sub(processStart).Seconds(), 1)
-			sum.FirstDeliverySeconds = &v
+			v := round1(t.Sub(processStart).Seconds())
+			sum.FirstDeliverySeconds, sum.FirstDeliveryAt = &v, t
 		}
 	}
-	sum.RunSeconds = roundTo(time.Since(d.runStart).Seconds(), 1)
+	sum.RunSeconds = round1(time.Since(d.runStart).Seconds())
 	return sum, nil
 }
 

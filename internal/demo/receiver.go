@@ -157,10 +157,6 @@ func (r *receiver) sinceStart() time.Duration {
 	return -1
 }
 
-// stopFailing ends the failure plan (the drain after the run): the broken
-// shard stays broken, so its records still end in the DLQ.
-func (r *receiver) stopFailing() { r.runLength.Store(0) }
-
 func (r *receiver) handle(w http.ResponseWriter, req *http.Request) {
 	t := r.sinceStart()
 	if req.Method == http.MethodHead { // the worker's readiness check
@@ -254,11 +250,12 @@ func (r *receiver) snapshot(pipeline string) (map[string]keyStats, map[string]in
 func (r *receiver) phase() string {
 	t, plan := r.sinceStart(), r.plan()
 	var parts []string
-	if plan.outage(t) {
+	switch {
+	case plan.outage(t):
 		parts = append(parts, "OUTAGE: every request 503")
-	} else if plan.flaky(t) {
+	case plan.flaky(t):
 		parts = append(parts, "flaky: 5% of requests 503")
-	} else {
+	default:
 		parts = append(parts, "healthy")
 	}
 	parts = append(parts, "1 key in 200 always 503 (broken shard)")

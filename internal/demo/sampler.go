@@ -378,7 +378,6 @@ func (s *sampler) startRun(t time.Time) {
 type eventLog struct {
 	mu    sync.Mutex
 	lines []string
-	start time.Time
 	sink  func(string)
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"slices"
 	"sort"
@@ -203,8 +204,9 @@ type Summary struct {
 
 	// FirstDeliverySeconds is the time from the demo's start to the first
 	// record the sink accepted.
-	FirstDeliverySeconds *float64 `json:"firstDeliverySeconds,omitempty"`
-	RunSeconds           float64  `json:"runSeconds"`
+	FirstDeliverySeconds *float64   `json:"firstDeliverySeconds,omitempty"`
+	FirstDeliveryAt      *time.Time `json:"firstDeliveryAt,omitempty"`
+	RunSeconds           float64    `json:"runSeconds"`
 	// Drained says every record was delivered or dead-lettered in time.
 	Drained     bool `json:"drained"`
 	Interrupted bool `json:"interrupted"`
@@ -233,7 +235,7 @@ func summarize(pipelines []PipelineSummary, scales []scaleChange, runStart time.
 		s.DuplicateEffects += p.DuplicateEffects
 	}
 	for _, c := range scales {
-		e := ScaleEvent{Pipeline: c.Pipeline, AtSecond: roundTo(c.At.Sub(runStart).Seconds(), 1), From: c.From, To: c.To}
+		e := ScaleEvent{Pipeline: c.Pipeline, AtSecond: round1(c.At.Sub(runStart).Seconds()), From: c.From, To: c.To}
 		if c.To > c.From {
 			s.ScaleUps = append(s.ScaleUps, e)
 		} else {
@@ -273,16 +275,13 @@ func drainTime(samples []lagSample, spikeEnd time.Time, threshold int64) (time.D
 	return 0, false
 }
 
-func roundTo(v float64, digits int) float64 {
-	p := 1.0
-	for range digits {
-		p *= 10
-	}
-	return float64(int64(v*p+0.5)) / p
-}
+// round1 rounds to tenths.
+func round1(v float64) float64 { return math.Round(v*10) / 10 }
 
 // print writes the summary for a person.
-func (s Summary) print(w io.Writer) {
+func (s Summary) print(out io.Writer) {
+	var b strings.Builder
+	w := &b
 	line := strings.Repeat("─", 72)
 	fmt.Fprintf(w, "\n%s\nSluice demo summary", line)
 	if s.Interrupted {
@@ -354,6 +353,7 @@ func (s Summary) print(w io.Writer) {
 	default:
 		fmt.Fprintf(w, "OK: produced %d = delivered %d + dead-lettered %d; nothing lost, nothing applied twice\n", s.Produced, s.Delivered, s.DeadLettered)
 	}
+	_, _ = io.WriteString(out, b.String())
 }
 
 func scaleList(es []ScaleEvent) string {

@@ -35,8 +35,8 @@ func terminalWidth(f *os.File) (int, bool) {
 
 // showLive redraws the view every second until ctx ends.
 func showLive(ctx context.Context, w io.Writer, f *os.File, s *sampler) {
-	fmt.Fprint(w, "\x1b[2J\x1b[H\x1b[?25l") // clear, home, hide the cursor
-	defer fmt.Fprint(w, "\x1b[?25h")
+	_, _ = io.WriteString(w, "\x1b[2J\x1b[H\x1b[?25l") // clear, home, hide the cursor
+	defer func() { _, _ = io.WriteString(w, "\x1b[?25h") }()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -49,7 +49,7 @@ func showLive(ctx context.Context, w io.Writer, f *os.File, s *sampler) {
 			b.WriteString("\x1b[K\n")
 		}
 		b.WriteString("\x1b[J")
-		fmt.Fprint(w, b.String())
+		_, _ = io.WriteString(w, b.String())
 		select {
 		case <-ctx.Done():
 			return
@@ -67,7 +67,7 @@ func showPlain(ctx context.Context, w io.Writer, s *sampler, interval time.Durat
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			fmt.Fprintln(w, statusLine(s.current()))
+			_, _ = io.WriteString(w, statusLine(s.current())+"\n")
 		}
 	}
 }
