@@ -9,6 +9,7 @@ ETCD_VERSION ?= v3.6.16
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 KUSTOMIZE_VERSION ?= v5.8.2
+KIND_VERSION ?= v0.33.0
 # Prometheus 3.x releases are the module's v0.3xx.y tags (v0.316.0 is Prometheus 3.16.0).
 PROMETHEUS_VERSION ?= v0.316.0
 
@@ -22,6 +23,7 @@ TOOLBIN ?= $(SLUICE_CACHE)/tools
 CONTROLLER_GEN ?= $(TOOLBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GOLANGCI_LINT ?= $(TOOLBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 KUSTOMIZE ?= $(TOOLBIN)/kustomize-$(KUSTOMIZE_VERSION)
+KIND ?= $(TOOLBIN)/kind-$(KIND_VERSION)
 PROMTOOL ?= $(TOOLBIN)/promtool-$(PROMETHEUS_VERSION)
 ENVTEST_ASSETS ?= $(SLUICE_CACHE)/k8s/$(K8S_VERSION)
 
@@ -137,24 +139,86 @@ run: manifests generate ## Run the operator against the cluster in ~/.kube/confi
 docker-build: ## Build the image with Docker (needs a Docker engine).
 	docker build -t $(IMG) .
 
+# The image without Docker: the Dockerfile's final-stage layout around the static
+# binaries of `make build`, as a docker-archive tarball (hack/mkimage).
+IMAGE_TAR ?= $(LOCALBIN)/image/sluice.tar
+
+.PHONY: image
+image: build ## Write the image IMG to IMAGE_TAR without Docker; import it into the local cluster if that is up.
+	go run ./hack/mkimage -o $(IMAGE_TAR) -tag $(IMG) -add $(LOCALBIN)/manager:/manager -add $(LOCALBIN)/worker:/worker
+	@if hack/cluster.sh status >/dev/null 2>&1; then $(MAKE) -s image-load; \
+	  else echo "no local cluster up; after make cluster-up: make image-load"; fi
+
+.PHONY: image-load
+image-load: ## Import IMAGE_TAR into the local cluster's containerd.
+	hack/cluster.sh load-image $(IMAGE_TAR)
+
+##@ Local cluster
+
+.PHONY: cluster-up
+cluster-up: ## Start a one-node cluster with a real kubelet on this machine, without Docker (root; hack/cluster.sh). Prints the kubeconfig.
+	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster and remove its state, bridge, iptables chains and mounts.
+	hack/cluster.sh down
+
+.PHONY: cluster-status
+cluster-status: ## Say which of the local cluster's processes run.
+	hack/cluster.sh status
+
+# With Docker, kind instead of the local cluster (kind can't run on our CI machines).
+KIND_CLUSTER ?= sluice
+KIND_NODE_IMAGE ?=
+
+.PHONY: kind-up
+kind-up: image $(KIND) ## With Docker: create the kind cluster KIND_CLUSTER (if missing) and load the image into it.
+	$(KIND) get clusters | grep -qx '$(KIND_CLUSTER)' || \
+	  $(KIND) create cluster --name $(KIND_CLUSTER) $(if $(KIND_NODE_IMAGE),--image $(KIND_NODE_IMAGE))
+	$(KIND) load image-archive $(IMAGE_TAR) --name $(KIND_CLUSTER)
+
+.PHONY: kind-down
+kind-down: $(KIND) ## Delete the kind cluster KIND_CLUSTER.
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
+
 ##@ Deployment
+
+KUBECTL ?= kubectl
+# deploy sets the image in a copy of config/, so the tracked kustomizations stay
+# as committed; the leading _ keeps `go ... ./...` out of the copy's Go files.
+DEPLOY_DIR ?= $(LOCALBIN)/_deploy
+# How long undeploy waits for the StreamPipelines' finalizers.
+UNDEPLOY_TIMEOUT ?= 120s
 
 .PHONY: install
 install: manifests $(KUSTOMIZE) ## Install the CRD into the cluster in ~/.kube/config.
-	$(KUSTOMIZE) build config/crd | kubectl apply --server-side -f -
+	$(KUSTOMIZE) build config/crd | $(KUBECTL) apply --server-side -f -
 
 .PHONY: uninstall
 uninstall: manifests $(KUSTOMIZE) ## Remove the CRD (and every StreamPipeline) from the cluster.
-	$(KUSTOMIZE) build config/crd | kubectl delete --ignore-not-found -f -
+	$(KUSTOMIZE) build config/crd | $(KUBECTL) delete --ignore-not-found -f -
 
 .PHONY: deploy
 deploy: manifests $(KUSTOMIZE) ## Deploy the operator with image IMG.
-	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
-	$(KUSTOMIZE) build config/default | kubectl apply --server-side -f -
+	rm -rf $(DEPLOY_DIR) && mkdir -p $(DEPLOY_DIR) && cp -R config $(DEPLOY_DIR)/
+	cd $(DEPLOY_DIR)/config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
+	$(KUSTOMIZE) build $(DEPLOY_DIR)/config/default | $(KUBECTL) apply --server-side -f -
 
+# The StreamPipelines go first, while the operator still runs: with deletionPolicy
+# Delete their finalizer deletes the topics, and once the operator and its RBAC are
+# gone nothing would remove it (the CRD would stay "deletion in progress").
 .PHONY: undeploy
-undeploy: $(KUSTOMIZE) ## Remove the operator.
-	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found -f -
+undeploy: $(KUSTOMIZE) ## Remove the operator: first every StreamPipeline (waiting for their finalizers), then the rest.
+	@if $(KUBECTL) get crd streampipelines.streaming.sluice.dev >/dev/null 2>&1; then \
+	  echo "deleting every StreamPipeline while the operator runs their finalizers (up to $(UNDEPLOY_TIMEOUT))"; \
+	  $(KUBECTL) delete streampipelines --all --all-namespaces --wait --timeout=$(UNDEPLOY_TIMEOUT) || { \
+	    echo "undeploy: StreamPipelines are left after $(UNDEPLOY_TIMEOUT) (kubectl get sp -A); their finalizer" \
+	      "deletes the retry/DLQ topics and needs the operator running and Kafka reachable:" \
+	      "kubectl -n sluice-system logs deploy/sluice-controller-manager. To keep the topics and go on, remove it:" \
+	      "kubectl patch sp NAME -n NAMESPACE --type=merge -p '{\"metadata\":{\"finalizers\":null}}'" >&2; \
+	    exit 1; }; \
+	fi
+	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found -f -
 
 .PHONY: kustomize-check
 kustomize-check: $(KUSTOMIZE) ## Check that every kustomization builds.
@@ -174,6 +238,10 @@ $(GOLANGCI_LINT):
 $(KUSTOMIZE):
 	GOBIN=$(TOOLBIN)/.gobin-$(notdir $@) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 	mv $(TOOLBIN)/.gobin-$(notdir $@)/kustomize $@
+
+$(KIND):
+	GOBIN=$(TOOLBIN)/.gobin-$(notdir $@) go install sigs.k8s.io/kind@$(KIND_VERSION)
+	mv $(TOOLBIN)/.gobin-$(notdir $@)/kind $@
 
 $(PROMTOOL):
 	GOBIN=$(TOOLBIN)/.gobin-$(notdir $@) go install github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION)
