@@ -138,6 +138,9 @@ func newCrashRun(t *testing.T, plan crashPlan) *crashRun {
 	// (its poll is handled with rebalances blocked) cost a third of the kills
 	// a 15 s stall.
 	cfg.Consumer.SessionTimeout = metav1.Duration{Duration: cfg.Consumer.MaxPollInterval.Duration - 100*time.Millisecond}
+	// A sink call may last up to the rebalance timeout (the config check
+	// refuses longer): a held insert outlasts the few seconds a point takes.
+	cfg.Delivery.ProcessingTimeout = cfg.Consumer.MaxPollInterval
 	switch plan.g {
 	case postgresAtLeastOnce:
 		r.db = newDeliveryDB(t, "orders")

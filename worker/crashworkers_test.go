@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -102,16 +103,30 @@ func (s *slot) start() *workerRun {
 func (s *slot) up() bool { return s.cur != nil && s.cur.running() }
 
 // supervise restarts, like a kubelet, a worker that exited on its own.
+// A worker that exits with status 2 refuses its config (cmd/worker): a
+// restart can't help, so the run fails at once, as it does after
+// maxSelfExits exits of any kind.
 func (r *crashRun) supervise() {
+	r.t.Helper()
 	for _, s := range r.slots {
 		if w := s.cur; w != nil && !w.running() && !w.ended.Load() {
 			r.selfExits++
+			log := tail(s.proc.log(), 2000)
+			var exit *exec.ExitError
+			if errors.As(w.err, &exit) && exit.ExitCode() == 2 {
+				r.t.Fatalf("worker %s refuses its config (exit status 2):\n%s", w.pod, log)
+			}
+			if r.selfExits > maxSelfExits {
+				r.t.Fatalf("workers exited on their own %d times; the last, %s (%v):\n%s", r.selfExits, w.pod, w.err, log)
+			}
 			r.t.Logf("worker %s exited on its own (%v) after %v; restarting it\n%s", w.pod, w.err,
-				time.Since(w.started).Round(time.Millisecond), tail(s.proc.log(), 2000))
+				time.Since(w.started).Round(time.Millisecond), log)
 			s.start()
 		}
 	}
 }
+
+const maxSelfExits = 10
 
 // stop shuts a worker down gracefully (SIGTERM) and expects a clean exit.
 func (r *crashRun) stop(s *slot) {

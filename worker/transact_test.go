@@ -117,6 +117,7 @@ func TestExactlyOnceKafkaSinkSurvivesRandomKillsOnRealKafka(t *testing.T) {
 	cfg := crashConfig(t, b)
 	cfg.Sink = workerconfig.Sink{Kafka: &workerconfig.KafkaSink{Topic: b.name("orders-out")}}
 	cfg.Delivery.Semantics = "ExactlyOnce"
+	cfg.Delivery.ProcessingTimeout = cfg.Consumer.MaxPollInterval // the config check refuses longer
 	proc := newWorkerProcess(t, cfg)
 
 	const total, poisonEvery, kills = 20_000, 1000, 10
