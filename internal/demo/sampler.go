@@ -15,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
@@ -84,6 +85,7 @@ type sampler struct {
 	http     *http.Client
 
 	mu      sync.Mutex
+	seen    map[types.UID]bool // Events already written to the demo's log
 	history map[string]*pipelineHistory
 	totals  []lagSample
 	latest  snapshot
@@ -284,7 +286,17 @@ func (s *sampler) events(ctx context.Context, sp *sluicev1.StreamPipeline) []str
 		if at.IsZero() {
 			at = e.CreationTimestamp.Time
 		}
-		evs = append(evs, ev{at, fmt.Sprintf("%s  %-7s %-18s %s", at.Format("15:04:05"), e.Type, e.Reason, e.Note)})
+		line := fmt.Sprintf("%s  %-7s %-18s %s", at.Format("15:04:05"), e.Type, e.Reason, e.Note)
+		evs = append(evs, ev{at, line})
+		s.mu.Lock()
+		if !s.seen[e.UID] {
+			if s.seen == nil {
+				s.seen = map[types.UID]bool{}
+			}
+			s.seen[e.UID] = true
+			s.log.sink("event " + sp.Name + ": " + line)
+		}
+		s.mu.Unlock()
 	}
 	slices.SortFunc(evs, func(a, b ev) int { return a.at.Compare(b.at) })
 	out := make([]string, 0, 6)

@@ -334,8 +334,8 @@ func (s Summary) print(out io.Writer) {
 	} else {
 		fmt.Fprintf(w, "  time to drain after the spike         –   (the lag did not fall back)\n")
 	}
-	fmt.Fprintf(w, "  scale-ups                         %7d   %s\n", len(s.ScaleUps), scaleList(s.ScaleUps))
-	fmt.Fprintf(w, "  scale-downs                       %7d   %s\n", len(s.ScaleDowns), scaleList(s.ScaleDowns))
+	fmt.Fprintf(w, "  scale-ups                         %7d   %s\n", len(s.ScaleUps), scaleList(s.ScaleUps, len(s.Pipelines) > 1))
+	fmt.Fprintf(w, "  scale-downs                       %7d   %s\n", len(s.ScaleDowns), scaleList(s.ScaleDowns, len(s.Pipelines) > 1))
 	fmt.Fprintf(w, "  worker restarts (pod runner)      %7d", s.WorkerRestarts)
 	if s.ChaosKills > 0 {
 		fmt.Fprintf(w, "   (%d SIGKILLed by --chaos)", s.ChaosKills)
@@ -356,11 +356,15 @@ func (s Summary) print(out io.Writer) {
 	_, _ = io.WriteString(out, b.String())
 }
 
-func scaleList(es []ScaleEvent) string {
+func scaleList(es []ScaleEvent, named bool) string {
 	parts := make([]string, 0, len(es))
-	sort.Slice(es, func(i, j int) bool { return es[i].AtSecond < es[j].AtSecond })
+	sort.SliceStable(es, func(i, j int) bool { return es[i].AtSecond < es[j].AtSecond })
 	for _, e := range es {
-		parts = append(parts, fmt.Sprintf("%d→%d at %.0fs", e.From, e.To, e.AtSecond))
+		p := fmt.Sprintf("%d→%d at %.0fs", e.From, e.To, e.AtSecond)
+		if named {
+			p = e.Pipeline + " " + p
+		}
+		parts = append(parts, p)
 	}
 	return strings.Join(parts, ", ")
 }
