@@ -37,16 +37,23 @@ func startOperator(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme
 	if err != nil {
 		return nil, fmt.Errorf("operator: %w", err)
 	}
+	if _, err := setupOperator(mgr); err != nil {
+		return nil, fmt.Errorf("operator: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	return done, nil
+}
+
+// setupOperator registers the reconciler with every interval left at zero:
+// SetupWithManager gives it its defaults, which are cmd/manager's flag
+// defaults (operator_test.go checks that they stay so).
+func setupOperator(mgr ctrl.Manager) (*controllers.StreamPipelineReconciler, error) {
 	r := &controllers.StreamPipelineReconciler{
 		Client:      mgr.GetClient(),
 		APIReader:   mgr.GetAPIReader(),
 		Recorder:    mgr.GetEventRecorder("sluice-operator"),
 		WorkerImage: workerImage,
 	}
-	if err := r.SetupWithManager(mgr); err != nil {
-		return nil, fmt.Errorf("operator: %w", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	return done, nil
+	return r, r.SetupWithManager(mgr)
 }
