@@ -84,8 +84,9 @@ func TestReceiverFailurePlan(t *testing.T) {
 		{"flaky window, lucky roll", 25 * time.Second, healthyKey, good, 0.5, http.StatusOK},
 		{"outage", 31 * time.Second, healthyKey, good, 0.9, http.StatusServiceUnavailable},
 		{"after the outage", 35 * time.Second, healthyKey, good, 0.9, http.StatusOK},
-		{"broken shard, any time", 5 * time.Second, broken, good, 0.9, http.StatusServiceUnavailable},
-		{"after the plan ends, the shard is still broken", 200 * time.Second, broken, good, 0.9, http.StatusServiceUnavailable},
+		{"broken shard while it is down", 25 * time.Second, broken, good, 0.9, http.StatusServiceUnavailable},
+		{"broken shard before it goes down", 5 * time.Second, broken, good, 0.9, http.StatusOK},
+		{"broken shard back after 80% of the run", 85 * time.Second, broken, good, 0.9, http.StatusOK},
 		{"amount is not a number", 5 * time.Second, healthyKey, []byte(`{"id":"o-1","amount":"twelve"}`), 0, http.StatusBadRequest},
 		{"not JSON", 5 * time.Second, healthyKey, []byte(`<x>`), 0, http.StatusBadRequest},
 	}
