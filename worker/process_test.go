@@ -26,6 +26,8 @@ func crashConfig(t *testing.T, b *broker) *workerconfig.Config {
 	cfg.Consumer.MaxPollRecords = 500
 	cfg.Consumer.SessionTimeout = metav1.Duration{Duration: time.Second}
 	cfg.Consumer.MaxPollInterval = metav1.Duration{Duration: 3 * time.Second}
+	// A record may take at most the poll interval (the config check refuses more).
+	cfg.Delivery.ProcessingTimeout = cfg.Consumer.MaxPollInterval
 	cfg.Server.Port = freePort(t)
 	return cfg
 }
