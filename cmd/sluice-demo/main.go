@@ -25,9 +25,9 @@ func run() int {
 	cfg.BindFlags(flag.CommandLine)
 	flag.Parse()
 
-	// Ctrl-C and SIGTERM stop everything in order; a second Ctrl-C kills the
-	// demo at once (its workers die with it).
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Ctrl-C, SIGTERM and a closed terminal (SIGHUP) stop everything in order;
+	// a second Ctrl-C kills the demo at once (its workers die with it).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
 		<-ctx.Done()
 		stop()

@@ -60,7 +60,7 @@ func ensureEnvtest(ctx context.Context, root, buildLog string, say func(string, 
 	if missing = missingBinaries(dir); len(missing) == 0 {
 		return dir, nil // another build finished while we waited
 	}
-	say("First run: building %s %s from the Go module proxy into %s (once; ~5 min on 2 cold cores, seconds when Go's build cache is warm). Log: %s",
+	say("First run: building %s %s from the Go module proxy into %s (once: minutes with a cold Go build cache, a minute or two with a warm one). Log: %s",
 		strings.Join(missing, " and "), testenv.K8sVersion, dir, buildLog)
 
 	logf, err := os.Create(buildLog)
