@@ -225,4 +225,3 @@ func sum(m map[string]int) int {
 	}
 	return n
 }
-

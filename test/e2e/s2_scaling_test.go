@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
-
 )
 
 // Scenario 2: the autoscaled sample (startFrom Latest, minReplicas 0) on a
