@@ -265,6 +265,28 @@ func TestMinimalPipelineGetsTheSafeDefaults(t *testing.T) {
 	}
 }
 
+// TestNetworkPolicySampleIsAccepted: the sample NetworkPolicy of
+// docs/security.md is a valid object for the API server.
+func TestNetworkPolicySampleIsAccepted(t *testing.T) {
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(root, "config", "samples", "networkpolicy_worker.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal(data, &u.Object); err != nil {
+		t.Fatal(err)
+	}
+	u.SetNamespace(namespace)
+	if err := k8s.Create(context.Background(), u); err != nil {
+		t.Fatalf("the API server refused the sample NetworkPolicy: %v", err)
+	}
+	_ = k8s.Delete(context.Background(), u)
+}
+
 // TestSamplesAreAccepted applies every sample under config/samples, so the
 // documentation can't drift from the API.
 func TestSamplesAreAccepted(t *testing.T) {
