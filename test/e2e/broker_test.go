@@ -49,7 +49,7 @@ func (b *broker) close() {
 }
 
 // createTopic makes a source topic, as the quickstart tells users to first.
-func (b *broker) createTopic(t *testing.T, name string, partitions int32) {
+func (b *broker) createTopic(t testing.TB, name string, partitions int32) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -63,7 +63,7 @@ func (b *broker) createTopic(t *testing.T, name string, partitions int32) {
 }
 
 // produce sends records and waits for all of them.
-func (b *broker) produce(t *testing.T, recs []*kgo.Record) {
+func (b *broker) produce(t testing.TB, recs []*kgo.Record) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -73,7 +73,7 @@ func (b *broker) produce(t *testing.T, recs []*kgo.Record) {
 }
 
 // topics lists the topic names that exist.
-func (b *broker) topics(t *testing.T) map[string]bool {
+func (b *broker) topics(t testing.TB) map[string]bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -91,7 +91,7 @@ func (b *broker) topics(t *testing.T) map[string]bool {
 }
 
 // readAll reads a topic from its start to its current end.
-func (b *broker) readAll(t *testing.T, topic string) []*kgo.Record {
+func (b *broker) readAll(t testing.TB, topic string) []*kgo.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

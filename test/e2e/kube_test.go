@@ -115,7 +115,7 @@ func podProblems(ctx context.Context, k *kube, ns, selector string) string {
 // newNamespace makes a namespace for one scenario, under the restricted Pod
 // Security Standard as a careful platform team would, and deletes it at the
 // end (SLUICE_E2E_KEEP=1 keeps it, to look at after a failure).
-func (s *suite) newNamespace(t *testing.T, prefix string) string {
+func (s *suite) newNamespace(t testing.TB, prefix string) string {
 	t.Helper()
 	name := fmt.Sprintf("e2e-%s-%04x", prefix, rand.IntN(0x10000))
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
@@ -147,7 +147,7 @@ func (s *suite) newNamespace(t *testing.T, prefix string) string {
 }
 
 // dumpNamespace logs what a person would look at after a failure.
-func (s *suite) dumpNamespace(t *testing.T, ns string) {
+func (s *suite) dumpNamespace(t testing.TB, ns string) {
 	out, _ := s.env.runKubectl("", "-n", ns, "get", "sp,deploy,pods", "-o", "wide")
 	t.Logf("kubectl -n %s get sp,deploy,pods -o wide:\n%s", ns, out)
 	out, _ = s.env.runKubectl("", "-n", ns, "get", "events", "--sort-by=.lastTimestamp")
@@ -189,7 +189,7 @@ func wait(ctx context.Context, interval time.Duration, cond func() (bool, string
 }
 
 // eventually is wait with a timeout that fails the test.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -202,7 +202,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 // and adapts it to the test broker, as the README quickstart tells users to:
 // the bootstrap server, replication factor 1 and min.insync.replicas 1 for the
 // retry and DLQ topics (one broker), no TLS or SASL (kfake serves neither).
-func (s *suite) sample(t *testing.T, name, ns string) *sluicev1.StreamPipeline {
+func (s *suite) sample(t testing.TB, name, ns string) *sluicev1.StreamPipeline {
 	t.Helper()
 	path := filepath.Join(s.env.root, "config", "samples", "streaming_v1alpha1_streampipeline_"+name+".yaml")
 	data, err := os.ReadFile(path)
@@ -226,7 +226,7 @@ func ptrTo[T any](v T) *T { return &v }
 func duration(d time.Duration) *metav1.Duration { return &metav1.Duration{Duration: d} }
 
 // getPipeline reads a pipeline.
-func (s *suite) getPipeline(t *testing.T, ns, name string) *sluicev1.StreamPipeline {
+func (s *suite) getPipeline(t testing.TB, ns, name string) *sluicev1.StreamPipeline {
 	t.Helper()
 	sp := &sluicev1.StreamPipeline{}
 	if err := s.k.c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, sp); err != nil {
@@ -246,7 +246,7 @@ func condition(sp *sluicev1.StreamPipeline, ct string) *metav1.Condition {
 }
 
 // waitReady waits for Ready=True at the current generation.
-func (s *suite) waitReady(t *testing.T, ns, name string, timeout time.Duration) {
+func (s *suite) waitReady(t testing.TB, ns, name string, timeout time.Duration) {
 	t.Helper()
 	eventually(t, timeout, fmt.Sprintf("pipeline %s/%s Ready", ns, name), func() (bool, string) {
 		sp := &sluicev1.StreamPipeline{}
@@ -264,7 +264,7 @@ func (s *suite) waitReady(t *testing.T, ns, name string, timeout time.Duration) 
 
 // getSP is `kubectl get sp NAME` as a user sees it: the printer columns, by
 // header.
-func (s *suite) getSP(t *testing.T, ns, name string) map[string]string {
+func (s *suite) getSP(t testing.TB, ns, name string) map[string]string {
 	t.Helper()
 	out, err := s.env.runKubectl("", "-n", ns, "get", "sp", name)
 	if err != nil {

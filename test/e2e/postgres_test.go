@@ -28,7 +28,7 @@ var ordersDDL = []string{
 
 // ordersDatabase makes the database a postgres pipeline writes to and the
 // Secret orders-pg (key dsn) the sample names, with the address pods reach.
-func (s *suite) ordersDatabase(t *testing.T, ns, db string) *pgx.Conn {
+func (s *suite) ordersDatabase(t testing.TB, ns, db string) *pgx.Conn {
 	t.Helper()
 	_, conn := s.pg.NewDatabase(t, db, ordersDDL...)
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orders-pg"},
@@ -45,7 +45,7 @@ type pgWrites struct {
 	writes map[string]int
 }
 
-func readOrders(t *testing.T, conn *pgx.Conn) pgWrites {
+func readOrders(t testing.TB, conn *pgx.Conn) pgWrites {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

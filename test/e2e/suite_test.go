@@ -99,7 +99,7 @@ func (s *suite) rejectedStatusWrites() []logLine {
 
 // checkNoRejectedStatusWrites fails the test if the operator logged one since
 // the suite started.
-func (s *suite) checkNoRejectedStatusWrites(t *testing.T) {
+func (s *suite) checkNoRejectedStatusWrites(t testing.TB) {
 	t.Helper()
 	if bad := s.rejectedStatusWrites(); len(bad) > 0 {
 		for _, l := range bad[:min(len(bad), 5)] {
@@ -117,7 +117,7 @@ type report struct {
 	order  []string
 }
 
-func newReport(t *testing.T, name string) *report {
+func newReport(t testing.TB, name string) *report {
 	r := &report{name: name, start: time.Now(), fields: map[string]string{}}
 	t.Cleanup(func() { r.print(t) })
 	return r
@@ -135,7 +135,7 @@ func (r *report) mark(key string) {
 	r.set(key, "%.1fs", time.Since(r.start).Seconds())
 }
 
-func (r *report) print(t *testing.T) {
+func (r *report) print(t testing.TB) {
 	keys := append([]string(nil), r.order...)
 	if len(keys) == 0 {
 		return
