@@ -225,6 +225,36 @@ kustomize-check: $(KUSTOMIZE) ## Check that every kustomization builds.
 	@for d in config/default config/crd config/rbac config/manager config/samples config/prometheus; do \
 	  $(KUSTOMIZE) build $$d >/dev/null || { echo "kustomize build $$d failed"; exit 1; }; done
 
+##@ End to end (docs/e2e.md)
+
+# test-e2e brings nothing up: it runs test/e2e (build tag e2e) against the
+# cluster in KUBECONFIG (default: hack/cluster.sh's) with the operator deployed,
+# and fails with the command to run when the cluster, CRD or operator is
+# missing. e2e does the whole path on the local cluster.
+E2E_KUBECONFIG ?= $(if $(KUBECONFIG),$(KUBECONFIG),$(CURDIR)/bin/cluster/admin.kubeconfig)
+E2E_KUBECTL ?= $(SLUICE_CACHE)/k8s/$(K8S_VERSION)/kubectl
+E2E_TIMEOUT ?= 40m
+E2E_ARGS ?=
+
+.PHONY: test-e2e
+test-e2e: postgres ## Run the e2e suite against a cluster that is up with the operator deployed (E2E_ARGS="-run Scenario3").
+	KUBECONFIG=$(E2E_KUBECONFIG) go test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/ $(E2E_ARGS)
+
+.PHONY: bench-e2e
+bench-e2e: postgres ## Measure time to added capacity on the cluster (BENCHMARKS.md; SLUICE_E2E_BENCH_RUNS=5).
+	KUBECONFIG=$(E2E_KUBECONFIG) go test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -run '^$$' \
+	  -bench TimeToAddedCapacity -benchtime 1x ./test/e2e/
+
+.PHONY: e2e
+e2e: ## The whole path: cluster-up, image, install, deploy, test-e2e, undeploy; cluster-down on exit (E2E_KEEP_CLUSTER=1 keeps it).
+	@if [[ -z "$(E2E_KEEP_CLUSTER)" ]]; then trap '$(MAKE) -s cluster-down' EXIT; fi; \
+	  export KUBECONFIG=$(CURDIR)/bin/cluster/admin.kubeconfig; \
+	  $(MAKE) cluster-up && $(MAKE) image && \
+	  $(MAKE) install deploy KUBECTL=$(E2E_KUBECTL) && \
+	  $(E2E_KUBECTL) -n sluice-system rollout status deploy/sluice-controller-manager --timeout=3m && \
+	  $(MAKE) test-e2e E2E_KUBECONFIG=$$KUBECONFIG && \
+	  $(MAKE) undeploy KUBECTL=$(E2E_KUBECTL)
+
 ##@ Tools
 
 $(CONTROLLER_GEN):
