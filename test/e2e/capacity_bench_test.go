@@ -73,12 +73,27 @@ func BenchmarkTimeToAddedCapacity(b *testing.B) {
 		for _, p := range pods {
 			before[p.Status.PodIP] = true
 		}
-		// The backlog: 20 × the lag threshold (1000), so 4 replicas wanted.
+		// The backlog: 20 × the lag threshold (1000), so 4 replicas wanted;
+		// then 1,000 records/s until every new pod delivered, so that a pod
+		// that joins after the backlog drained still has records to take.
 		recs, good, _ := orders("capacity", fmt.Sprintf("r%d", run), seq, 20_000, 0)
 		seq += len(recs)
 		nEvents := len(scale.snapshot())
 		t0 := time.Now()
 		s.b.produce(b, recs)
+		trickle, stopTrickle := context.WithCancel(ctx)
+		trickled := make(chan []string, 1)
+		go func() {
+			var ids []string
+			defer func() { trickled <- ids }()
+			for i := 0; trickle.Err() == nil; i++ {
+				more, g, _ := orders("capacity", fmt.Sprintf("r%dt", run), i*100, 100, 0)
+				if err := s.b.cl.ProduceSync(ctx, more...).FirstErr(); err == nil {
+					ids = append(ids, g...)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
 		var news []addrTime
 		eventually(b, 2*time.Minute, "3 new pods delivering", func() (bool, string) {
 			news = news[:0]
@@ -89,6 +104,8 @@ func BenchmarkTimeToAddedCapacity(b *testing.B) {
 			}
 			return len(news) >= partitions-1, fmt.Sprintf("%d new, replicas %s", len(news), scale)
 		})
+		stopTrickle()
+		good = append(good, <-trickled...)
 		react := time.Duration(0)
 		for _, ev := range scale.snapshot()[nEvents:] {
 			if ev.replicas > 1 && ev.at.After(t0) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
@@ -67,8 +68,14 @@ func TestScenario1EveryRecordOnceThroughTheSamples(t *testing.T) {
 	// quarters of the rows).
 	dropped := make(chan int, 1)
 	dropCtx, stopDrops := context.WithCancel(ctx)
+	// Its own connection: a pgx.Conn serves one goroutine at a time.
+	dropConn, err := pgx.Connect(ctx, s.pg.DSN(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = dropConn.Close(context.Background()) }()
 	go func() {
-		ctx := dropCtx
+		ctx, conn := dropCtx, dropConn
 		n := 0
 		defer func() { dropped <- n }()
 		for n < 3 && ctx.Err() == nil {
