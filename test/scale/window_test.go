@@ -16,7 +16,8 @@ import (
 )
 
 // measureWindow measures windowCycles poll cycles of a Ready fleet and reports:
-// the operator's CPU per cycle and peak RSS; the Kafka requests per cycle by
+// the operator's CPU per cycle and peak RSS; the API server's and etcd's CPU
+// per cycle; the Kafka requests per cycle by
 // API; the operator's reconciles per second (its own
 // controller_runtime_reconcile_total); the writes the API server served per
 // second, by verb and resource and in total (the operator's, see notOperator);
@@ -37,6 +38,11 @@ func measureWindow(b *testing.B, f *fleet, ns string) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	cp, err := findControlPlane(f.env.Config.Host)
+	if err != nil {
+		b.Fatal(err)
+	}
+	apiCPU0, etcdCPU0 := processCPU(b, cp.apiServer), processCPU(b, cp.etcd)
 	kafka0, cpu0 := f.requests(), processCPU(b, f.operator.pid)
 	start := time.Now()
 	modified.open()
@@ -45,6 +51,7 @@ func measureWindow(b *testing.B, f *fleet, ns string) {
 
 	perPipeline := modified.close()
 	cpu, kafka1 := processCPU(b, f.operator.pid)-cpu0, f.requests()
+	apiCPU, etcdCPU := processCPU(b, cp.apiServer)-apiCPU0, processCPU(b, cp.etcd)-etcdCPU0
 	reconciles1, err := reconcileTotal(ctx, f.operator.metricsURL)
 	if err != nil {
 		b.Fatal(err)
@@ -57,6 +64,8 @@ func measureWindow(b *testing.B, f *fleet, ns string) {
 
 	b.ReportMetric(float64(cpu.Milliseconds())/windowCycles, "operator-cpu-ms/cycle")
 	b.ReportMetric(float64(peakRSS(b, f.operator.pid))/(1<<20), "operator-peak-rss-MiB")
+	b.ReportMetric(float64(apiCPU.Milliseconds())/windowCycles, "apiserver-cpu-ms/cycle")
+	b.ReportMetric(float64(etcdCPU.Milliseconds())/windowCycles, "etcd-cpu-ms/cycle")
 	var total int64
 	for name, v := range kafka1 {
 		d := v - kafka0[name]
