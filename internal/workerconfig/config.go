@@ -39,6 +39,8 @@ type Config struct {
 	IdempotencyKey *IdempotencyKey `json:"idempotencyKey,omitempty"`
 	// Delivery holds semantics, retry topics and the dead-letter topic.
 	Delivery Delivery `json:"delivery"`
+	// Processing says which records may be in flight at once.
+	Processing Processing `json:"processing,omitzero"`
 	// Consumer holds the poll settings.
 	Consumer Consumer `json:"consumer"`
 	// CircuitBreaker guards the sink.
@@ -171,6 +173,36 @@ type Backoff struct {
 	Initial    metav1.Duration `json:"initial"`
 	Multiplier int32           `json:"multiplier"`
 	Max        metav1.Duration `json:"max"`
+}
+
+// The orderings a worker can keep (spec.processing.ordering).
+const (
+	// OrderingPartition hands a partition's records to the sink one call at a
+	// time, in offset order (the default; an empty Ordering means this).
+	OrderingPartition = "Partition"
+	// OrderingKey keeps each key's records in offset order and lets records of
+	// different keys be in flight at once, up to MaxInFlight.
+	OrderingKey = "Key"
+	// OrderingUnordered lets any record overtake any other, up to MaxInFlight.
+	OrderingUnordered = "Unordered"
+)
+
+// MaxMaxInFlight bounds Processing.MaxInFlight (the API's bound too).
+const MaxMaxInFlight = 4096
+
+// Processing is the worker's concurrency: how many records may be at the sink
+// at once and which of them must wait for which.
+type Processing struct {
+	// Ordering is Partition, Key or Unordered; empty means Partition.
+	Ordering string `json:"ordering,omitempty"`
+	// MaxInFlight bounds the records at the sink at once across all of the
+	// worker's partitions (Key and Unordered; Partition ignores it).
+	MaxInFlight int32 `json:"maxInFlight,omitempty"`
+}
+
+// Concurrent says whether records of one partition may be in flight at once.
+func (p Processing) Concurrent() bool {
+	return p.Ordering == OrderingKey || p.Ordering == OrderingUnordered
 }
 
 // Consumer holds the poll settings.

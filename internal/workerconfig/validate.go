@@ -23,6 +23,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, validateSink(c.Sink, c.Delivery.Semantics, field.NewPath("sink"))...)
 	errs = append(errs, validateDelivery(c, field.NewPath("delivery"))...)
 	errs = append(errs, validateConsumer(c.Consumer, field.NewPath("consumer"))...)
+	errs = append(errs, validateProcessing(c, field.NewPath("processing"))...)
 	errs = append(errs, validateBreaker(c.CircuitBreaker, field.NewPath("circuitBreaker"))...)
 	errs = append(errs, validateRateLimit(c.RateLimit, field.NewPath("rateLimit"))...)
 	if c.Startup.MaxJitter.Duration < 0 {
@@ -292,4 +293,31 @@ func validHostPort(s string) bool {
 	}
 	n, err := strconv.Atoi(port)
 	return err == nil && n >= 1 && n <= 65535
+}
+
+func validateProcessing(c *Config, path *field.Path) field.ErrorList {
+	p := c.Processing
+	switch p.Ordering {
+	case "", OrderingPartition:
+		return nil
+	case OrderingKey, OrderingUnordered:
+	default:
+		return field.ErrorList{field.NotSupported(path.Child("ordering"), p.Ordering, []string{OrderingPartition, OrderingKey, OrderingUnordered})}
+	}
+	var errs field.ErrorList
+	if p.MaxInFlight < 1 || p.MaxInFlight > MaxMaxInFlight {
+		errs = append(errs, field.Invalid(path.Child("maxInFlight"), p.MaxInFlight, fmt.Sprintf("must be 1-%d with ordering %s", MaxMaxInFlight, p.Ordering)))
+	}
+	if c.Delivery.Semantics == "ExactlyOnce" {
+		// Both exactly-once paths commit one contiguous position per partition
+		// in one transaction per chunk (offsets in PostgreSQL, a Kafka
+		// transaction): records finishing out of order have no place there.
+		errs = append(errs, field.Invalid(path.Child("ordering"), p.Ordering,
+			"ExactlyOnce needs ordering Partition; for Key or Unordered use AtLeastOnce with an idempotent sink (postgres upserts on the idempotency key)"))
+	}
+	if c.Consumer.MaxPollRecords < p.MaxInFlight {
+		errs = append(errs, field.Invalid(field.NewPath("consumer", "maxPollRecords"), c.Consumer.MaxPollRecords,
+			fmt.Sprintf("must be at least processing.maxInFlight (%d): one poll is all a worker has in flight", p.MaxInFlight)))
+	}
+	return errs
 }
