@@ -59,7 +59,11 @@ func openSink(ctx context.Context, cfg *workerconfig.Config, producer func() *kg
 	s := cfg.Sink
 	switch {
 	case s.HTTP != nil:
-		return sink.NewHTTPWith(httpOptions(s.HTTP)), nil
+		o := httpOptions(s.HTTP)
+		if cfg.Processing.Concurrent() {
+			o.Concurrency = int(cfg.Processing.MaxInFlight)
+		}
+		return sink.NewHTTPWith(o), nil
 	case s.Postgres != nil:
 		dsn, err := os.ReadFile(s.Postgres.DSNFile)
 		if err != nil {

@@ -1,6 +1,8 @@
 package worker
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -134,19 +136,20 @@ func (t *tracker) done(r *kgo.Record) bool {
 	return true
 }
 
-// find returns the index of r among the unfinished records, looking from
-// index from on first (where the next record of an in-order chunk is), or -1.
+// find returns the index of r among the unfinished records, or -1. It looks
+// at index from first (where the next record of an in-order chunk is), then
+// searches by offset: a partition's tracked records are in fetch order, so
+// their offsets only grow (a rewind forgets the unfinished ones first), and in
+// Key and Unordered rounds records finish in any order.
 func (pt *partitionTrack) find(r *kgo.Record, from int) int {
 	match := func(i int) bool { return pt.inflight[i].rec == r && !pt.inflight[i].done }
-	for i := from; i < len(pt.inflight); i++ {
-		if match(i) {
-			return i
-		}
+	if from >= pt.head && from < len(pt.inflight) && match(from) {
+		return from
 	}
-	for i := pt.head; i < from && i < len(pt.inflight); i++ {
-		if match(i) {
-			return i
-		}
+	u := pt.inflight[pt.head:]
+	i, found := slices.BinarySearchFunc(u, r.Offset, func(tr trackedRecord, off int64) int { return cmp.Compare(tr.rec.Offset, off) })
+	if found && match(pt.head+i) {
+		return pt.head + i
 	}
 	return -1
 }

@@ -94,8 +94,10 @@ type Worker struct {
 	// wakePoll cancels the poll the loop waits in (nil when it isn't polling).
 	wakePoll atomic.Pointer[context.CancelFunc]
 	tracker  *tracker
-	limiter  *limiter
-	breaker  *gobreaker.TwoStepCircuitBreaker[struct{}]
+	// round is the poll loop's memory for Key and Unordered rounds.
+	round   *roundState
+	limiter *limiter
+	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
 
 	mu          sync.Mutex
 	openUntil   time.Time        // when the open circuit lets a trial call through
@@ -135,6 +137,7 @@ func New(o Options) (*Worker, error) {
 		},
 		attempts:    map[string]int{},
 		tracker:     newTracker(),
+		round:       &roundState{},
 		pausedUntil: map[tp]time.Time{},
 		fencedAt:    map[tp]int64{},
 		dbStart:     map[tp]int64{},
@@ -501,6 +504,11 @@ func (w *Worker) consume(ctx context.Context, closeClient func() <-chan struct{}
 			w.joined.Store(true)
 		}
 
+		if w.cfg.Processing.Concurrent() {
+			w.settle(procCtx, w.processConcurrently(ctx, procCtx, w.startRound(fetches)))
+			w.client.AllowRebalance()
+			continue
+		}
 		var wg sync.WaitGroup
 		var pauseMu sync.Mutex
 		pauses := map[tp]time.Time{}
@@ -527,6 +535,21 @@ func (w *Worker) consume(ctx context.Context, closeClient func() <-chan struct{}
 		w.client.AllowRebalance()
 	}
 	return w.shutdown(closeClient)
+}
+
+// startRound registers a poll's records with the tracker and returns them by
+// partition (Key and Unordered rounds handle every partition at once).
+func (w *Worker) startRound(fetches kgo.Fetches) []kgo.FetchTopicPartition {
+	var parts []kgo.FetchTopicPartition
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 {
+			return
+		}
+		w.tracker.start(p.Records)
+		w.metrics.inFlight.Add(float64(len(p.Records)))
+		parts = append(parts, p)
+	})
+	return parts
 }
 
 // commitRetryInterval is how soon an idle worker tries again to commit offsets

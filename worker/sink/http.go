@@ -50,6 +50,10 @@ type HTTPOptions struct {
 	HealthMethod string // HEAD when empty
 	// HealthDisabled: Ping always succeeds.
 	HealthDisabled bool
+	// Concurrency is how many requests the worker may have at the service at
+	// once (processing.maxInFlight); that many connections are kept open, so
+	// a busy worker doesn't open and close one per request. At least 64.
+	Concurrency int
 }
 
 // HTTP POSTs each record's value to a URL. 2xx is success; 408, 429, 5xx,
@@ -80,7 +84,7 @@ func NewHTTPWith(o HTTPOptions) *HTTP {
 		client: &http.Client{
 			Transport: &http.Transport{
 				Proxy:               http.ProxyFromEnvironment,
-				MaxIdleConnsPerHost: 64,
+				MaxIdleConnsPerHost: max(64, o.Concurrency),
 				IdleConnTimeout:     90 * time.Second,
 			},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
