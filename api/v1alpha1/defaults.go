@@ -13,6 +13,7 @@ import (
 // client-side render) sees the same effective values.
 const (
 	DefaultMaxPollRecords         int32 = 100
+	DefaultMaxInFlight            int32 = 64
 	DefaultMaxPollInterval              = 10 * time.Minute
 	DefaultSessionTimeout               = 45 * time.Second
 	DefaultHeartbeatInterval            = 3 * time.Second
@@ -42,6 +43,13 @@ const (
 	DefaultRetention                    = 7 * 24 * time.Hour
 	DefaultPostgresKeyColumn            = "id"
 	DefaultPostgresPayloadColumn        = "payload"
+
+	// PollRecordsPerInFlight is how many records a poll holds per record
+	// allowed in flight by default, with ordering Key or Unordered: a poll of
+	// exactly maxInFlight records keeps the sink busy only while none of them
+	// has finished and no two share a key; four times as many leave records
+	// of other keys to start when one finishes or waits for its key.
+	PollRecordsPerInFlight int32 = 4
 
 	// DeadLetterSuffix and RetrySuffix name the default retry and dead-letter
 	// topics after the effective consumer group: "<group>.retry.<n>",
@@ -90,6 +98,46 @@ func (sp *StreamPipeline) Semantics() DeliverySemantics {
 		return AtLeastOnce
 	}
 	return sp.Spec.Delivery.Semantics
+}
+
+// Ordering is the effective spec.processing.ordering.
+func (sp *StreamPipeline) Ordering() Ordering {
+	if sp.Spec.Processing.Ordering == "" {
+		return OrderingPartition
+	}
+	return sp.Spec.Processing.Ordering
+}
+
+// Concurrent says whether the records of one partition may be at the sink at
+// once (ordering Key or Unordered).
+func (sp *StreamPipeline) Concurrent() bool {
+	o := sp.Ordering()
+	return o == OrderingKey || o == OrderingUnordered
+}
+
+// MaxInFlight is the effective bound of records at the sink at once: with
+// ordering Key or Unordered, spec.processing.maxInFlight across all of a
+// worker's partitions (default 64); with Partition, 1 per partition.
+func (sp *StreamPipeline) MaxInFlight() int32 {
+	if !sp.Concurrent() {
+		return 1
+	}
+	return Int32Or(sp.Spec.Processing.MaxInFlight, DefaultMaxInFlight)
+}
+
+// MaxPollRecords is the effective consumer.maxPollRecords: the value set, or
+// 100 with ordering Partition; with Key or Unordered 4 × maxInFlight and at
+// least 100, so that a poll holds enough records to keep maxInFlight busy
+// (the admission rules refuse a value set below maxInFlight). Not stored by
+// the API server: it follows processing when that changes.
+func (sp *StreamPipeline) MaxPollRecords() int32 {
+	if p := sp.Spec.Consumer.MaxPollRecords; p != nil {
+		return *p
+	}
+	if !sp.Concurrent() {
+		return DefaultMaxPollRecords
+	}
+	return max(DefaultMaxPollRecords, PollRecordsPerInFlight*sp.MaxInFlight())
 }
 
 // StartFrom is the effective start position for a group with no committed offset.

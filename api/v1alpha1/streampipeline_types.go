@@ -28,6 +28,8 @@ import (
 // +kubebuilder:validation:XValidation:rule="!has(self.delivery.retry.backoff.max) || !has(self.topics.retention) || !self.delivery.retry.backoff.max.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || !self.topics.retention.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self.delivery.retry.backoff.max) < duration(self.topics.retention)",message="delivery.retry.backoff.max must be shorter than topics.retention: a record parked for a retry would expire before it is due",fieldPath=".delivery.retry.backoff.max"
 // +kubebuilder:validation:XValidation:rule="!has(self.delivery.retry.backoff.initial) || has(self.delivery.retry.backoff.max) || !has(self.topics.retention) || !self.delivery.retry.backoff.initial.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || !self.topics.retention.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self.delivery.retry.backoff.initial) < duration(self.topics.retention)",message="delivery.retry.backoff.initial must be shorter than topics.retention: a record parked for a retry would expire before it is due",fieldPath=".delivery.retry.backoff.initial"
 // +kubebuilder:validation:XValidation:rule="!has(self.delivery.semantics) || self.delivery.semantics != 'ExactlyOnce' || has(self.sink.kafka) || has(self.sink.postgres)",message="delivery.semantics ExactlyOnce needs a sink that supports it (kafka or postgres); http and log sinks are at-least-once",fieldPath=".delivery.semantics"
+// +kubebuilder:validation:XValidation:rule="!has(self.processing.ordering) || self.processing.ordering == 'Partition' || !has(self.delivery.semantics) || self.delivery.semantics != 'ExactlyOnce'",message="processing.ordering Key and Unordered can't be combined with delivery.semantics ExactlyOnce: exactly-once commits each partition's position in the same transaction as its records (Kafka transactions, offsets in PostgreSQL), and records that finish out of order leave no single position to commit. Use ordering Partition, or delivery.semantics AtLeastOnce with an idempotent sink (postgres ignores duplicate keys; http sends an Idempotency-Key header)",fieldPath=".processing.ordering"
+// +kubebuilder:validation:XValidation:rule="!has(self.consumer.maxPollRecords) || !has(self.processing.ordering) || self.processing.ordering == 'Partition' || self.consumer.maxPollRecords >= (has(self.processing.maxInFlight) ? self.processing.maxInFlight : 64)",message="consumer.maxPollRecords must be at least processing.maxInFlight (default 64 with ordering Key or Unordered): one poll is all a worker has in flight. Raise it, or leave it unset for the default of 4 × maxInFlight (at least 100)",fieldPath=".consumer.maxPollRecords"
 // +kubebuilder:validation:XValidation:rule="!has(self.scaling.minReplicas) || !has(self.scaling.maxReplicas) || self.scaling.minReplicas <= self.scaling.maxReplicas",message="scaling.minReplicas must be less than or equal to scaling.maxReplicas",fieldPath=".scaling.minReplicas"
 type StreamPipelineSpec struct {
 	// Kafka is the cluster the pipeline reads from (and where its retry and
@@ -52,6 +54,13 @@ type StreamPipelineSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Delivery DeliverySpec `json:"delivery,omitzero"`
+
+	// Processing says which records a worker may hand to the sink at once:
+	// one per partition (Partition, the default), many of different keys
+	// (Key), or any (Unordered).
+	// +kubebuilder:default={}
+	// +optional
+	Processing ProcessingSpec `json:"processing,omitzero"`
 
 	// Consumer holds the tuned poll settings of the worker's Kafka consumer.
 	// +kubebuilder:default={}
@@ -524,6 +533,66 @@ type BackoffSpec struct {
 	Max *metav1.Duration `json:"max,omitempty"`
 }
 
+// Ordering says which records of a worker may be at the sink at the same time.
+// +kubebuilder:validation:Enum=Partition;Key;Unordered
+type Ordering string
+
+// Orderings.
+const (
+	// OrderingPartition: one sink call at a time per partition, in offset
+	// order.
+	OrderingPartition Ordering = "Partition"
+	// OrderingKey: the records of one key in offset order, records of
+	// different keys concurrently.
+	OrderingKey Ordering = "Key"
+	// OrderingUnordered: any record may overtake any other.
+	OrderingUnordered Ordering = "Unordered"
+)
+
+// ProcessingSpec is the worker's concurrency: how many records may be at the
+// sink at once, and which of them must wait for which.
+//
+// The ordering key is the Kafka record key; when spec.idempotencyKey is set,
+// it is the idempotency key instead (the header's value, or the JSON field's),
+// so that the records the sink tells apart by key are also the ones kept in
+// order. An idempotency key that is unique per record (an event id) makes
+// every record a key of its own: Key then orders nothing, like Unordered. A
+// record without that header or field is a poison pill and never reaches the
+// sink. With the Kafka record key, the records of a partition that
+// have an empty key are ordered among themselves: they form one lane of their
+// partition, as if they shared a key.
+//
+// docs/worker.md shows what may overtake what in each mode, and how order
+// holds across retries and rebalances.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.maxInFlight) || (has(self.ordering) && self.ordering != 'Partition')",message="processing.maxInFlight applies to ordering Key or Unordered; ordering Partition has one record per partition at the sink",fieldPath=".maxInFlight"
+type ProcessingSpec struct {
+	// Ordering is one of:
+	//   - Partition: one sink call at a time per partition, in offset order
+	//     (the behaviour before this setting existed). A worker has as many
+	//     records at the sink as it has partitions.
+	//   - Key: the records of one key reach the sink strictly in offset order;
+	//     records of different keys go concurrently, up to maxInFlight across
+	//     all of the worker's partitions. Throughput no longer stops at the
+	//     partition count when the sink is slow.
+	//   - Unordered: any record may overtake any other, up to maxInFlight.
+	// Key and Unordered need delivery.semantics AtLeastOnce. In every mode the
+	// committed offset of a partition is the end of its contiguous finished
+	// prefix, so a crash redelivers what was in flight, never skips it.
+	// +kubebuilder:default=Partition
+	// +optional
+	Ordering Ordering `json:"ordering,omitempty"`
+
+	// MaxInFlight bounds the records at the sink at once across all of the
+	// worker's partitions, with ordering Key or Unordered (refused with
+	// Partition). A poll must hold at least this many records
+	// (consumer.maxPollRecords). Default: 64 with Key or Unordered.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=4096
+	// +optional
+	MaxInFlight *int32 `json:"maxInFlight,omitempty"`
+}
+
 // ConsumerSpec holds the tuned poll settings. Kafka evicts a member that doesn't
 // poll within MaxPollInterval or heartbeat within SessionTimeout; getting these
 // right is what prevents rebalance storms.
@@ -535,8 +604,11 @@ type BackoffSpec struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.sessionTimeout) || !has(self.maxPollInterval) || !self.sessionTimeout.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || !self.maxPollInterval.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self.sessionTimeout) < duration(self.maxPollInterval)",message="consumer.sessionTimeout must be less than consumer.maxPollInterval",fieldPath=".sessionTimeout"
 // +kubebuilder:validation:XValidation:rule="!has(self.heartbeatInterval) || !has(self.maxPollInterval) || has(self.sessionTimeout) || !self.heartbeatInterval.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || !self.maxPollInterval.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self.heartbeatInterval).getMilliseconds() * 3 < duration(self.maxPollInterval).getMilliseconds()",message="consumer.heartbeatInterval must be less than a third of consumer.maxPollInterval: the session timeout, at least three heartbeats, must stay below it",fieldPath=".heartbeatInterval"
 type ConsumerSpec struct {
-	// MaxPollRecords is the most records one poll hands to the worker.
-	// +kubebuilder:default=100
+	// MaxPollRecords is the most records one poll hands to the worker. With
+	// processing.ordering Key or Unordered it must be at least
+	// processing.maxInFlight. Default: 100 with ordering Partition; with Key or
+	// Unordered 4 × processing.maxInFlight and at least 100, so that a poll
+	// holds enough records of different keys to keep maxInFlight busy.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100000
 	// +optional

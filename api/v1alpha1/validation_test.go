@@ -2,6 +2,7 @@ package v1alpha1_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/testenv"
+	"github.com/sluice-dev/sluice/internal/workerconfig"
 )
 
 const validPipeline = `
@@ -184,6 +186,26 @@ func TestInvalidManifestsAreRejectedWithTheFieldNamed(t *testing.T) {
 			[]string{"spec.sink.postgres.table", "should match"}},
 		{"name too long for its worker objects", map[string]any{"metadata.name": strings.Repeat("p", 53)},
 			[]string{"metadata.name must be at most 52 characters"}},
+		{"unknown ordering", map[string]any{"processing.ordering": "ByKey"},
+			[]string{"spec.processing.ordering", "Unsupported value", `"Partition", "Key", "Unordered"`}},
+		{"maxInFlight with the default ordering Partition", map[string]any{"processing.maxInFlight": int64(8)},
+			[]string{"spec.processing.maxInFlight", "maxInFlight applies to ordering Key or Unordered"}},
+		{"maxInFlight with ordering Partition", map[string]any{"processing.ordering": "Partition", "processing.maxInFlight": int64(1)},
+			[]string{"spec.processing.maxInFlight", "maxInFlight applies to ordering Key or Unordered"}},
+		{"maxInFlight zero", map[string]any{"processing.ordering": "Key", "processing.maxInFlight": int64(0)},
+			[]string{"spec.processing.maxInFlight", "should be greater than or equal to 1"}},
+		{"maxInFlight above the worker's bound", map[string]any{"processing.ordering": "Unordered", "processing.maxInFlight": int64(workerconfig.MaxMaxInFlight + 1)},
+			[]string{"spec.processing.maxInFlight", fmt.Sprintf("should be less than or equal to %d", workerconfig.MaxMaxInFlight)}},
+		{"key ordering with Kafka transactions", map[string]any{"processing.ordering": "Key", "delivery.semantics": "ExactlyOnce",
+			"sink.http": nil, "sink.kafka": map[string]any{"topic": "orders-out"}},
+			[]string{"spec.processing.ordering", "can't be combined with delivery.semantics ExactlyOnce", "records that finish out of order", "AtLeastOnce with an idempotent sink"}},
+		{"unordered with offsets in PostgreSQL", map[string]any{"processing.ordering": "Unordered", "delivery.semantics": "ExactlyOnce",
+			"sink.http": nil, "sink.postgres": map[string]any{"dsnSecretRef": map[string]any{"name": "pg", "key": "dsn"}, "table": "orders"}},
+			[]string{"spec.processing.ordering", "can't be combined with delivery.semantics ExactlyOnce", "AtLeastOnce with an idempotent sink"}},
+		{"a poll smaller than maxInFlight", map[string]any{"processing.ordering": "Key", "processing.maxInFlight": int64(256), "consumer.maxPollRecords": int64(255)},
+			[]string{"spec.consumer.maxPollRecords", "must be at least processing.maxInFlight"}},
+		{"a poll smaller than the default maxInFlight", map[string]any{"processing.ordering": "Unordered", "consumer.maxPollRecords": int64(sluicev1.DefaultMaxInFlight - 1)},
+			[]string{"spec.consumer.maxPollRecords", "must be at least processing.maxInFlight (default 64"}},
 	}
 	if len(cases) < 15 {
 		t.Fatalf("the issue asks for at least 15 invalid manifests, have %d", len(cases))
@@ -229,7 +251,13 @@ func TestMinimalPipelineGetsTheSafeDefaults(t *testing.T) {
 		field     string
 		got, want any
 	}{
-		{"consumer.maxPollRecords", *s.Consumer.MaxPollRecords, int32(100)},
+		// maxPollRecords follows processing.ordering (MaxPollRecords), so it
+		// is not stored either.
+		{"consumer.maxPollRecords (stored)", s.Consumer.MaxPollRecords == nil, true},
+		{"consumer.maxPollRecords", sp.MaxPollRecords(), int32(100)},
+		{"processing.ordering", s.Processing.Ordering, sluicev1.OrderingPartition},
+		{"processing.maxInFlight (stored)", s.Processing.MaxInFlight == nil, true},
+		{"processing.maxInFlight (one per partition)", sp.MaxInFlight(), int32(1)},
 		// Timings that depend on each other are not stored: they default from
 		// what is set (Timings), so none is written into the object.
 		{"consumer.maxPollInterval (stored)", s.Consumer.MaxPollInterval == nil, true},
@@ -331,6 +359,17 @@ func TestSensibleSingleSettingsAreAccepted(t *testing.T) {
 		{"delivery.processingTimeout": "20m"},
 		{"kafka.sasl": map[string]any{"mechanism": "PLAIN", "secretRef": map[string]any{"name": "u"}}, "kafka.tls": map[string]any{}},
 		{"template.labels": map[string]any{"example.com/team": "shop", "tier": ""}, "template.env": []any{map[string]any{"name": "1weird but-valid.NAME", "value": "x"}}},
+		{"processing.ordering": "Key"},
+		{"processing.ordering": "Unordered"},
+		{"processing.ordering": "Partition"},
+		{"processing.ordering": "Key", "processing.maxInFlight": int64(workerconfig.MaxMaxInFlight)},
+		{"processing.ordering": "Unordered", "processing.maxInFlight": int64(1), "consumer.maxPollRecords": int64(1)},
+		{"processing.ordering": "Key", "consumer.maxPollRecords": int64(sluicev1.DefaultMaxInFlight)},
+		{"processing.ordering": "Key", "processing.maxInFlight": int64(256), "consumer.maxPollRecords": int64(256)},
+		{"processing.ordering": "Key", "idempotencyKey": map[string]any{"jsonField": "order.id"}},
+		{"processing.ordering": "Key", "sink.http": nil, "sink.postgres": map[string]any{"dsnSecretRef": map[string]any{"name": "pg", "key": "dsn"}, "table": "orders"}},
+		{"processing.ordering": "Partition", "delivery.semantics": "ExactlyOnce", "sink.http": nil, "sink.kafka": map[string]any{"topic": "orders-out"}},
+		{"consumer.maxPollRecords": int64(1)},
 	}
 	for i, edits := range cases {
 		obj := pipeline(t, "single-"+string(rune('a'+i)), edits)
@@ -339,5 +378,28 @@ func TestSensibleSingleSettingsAreAccepted(t *testing.T) {
 			continue
 		}
 		_ = k8s.Delete(context.Background(), obj)
+	}
+}
+
+// TestKeyOrderingAloneGetsDefaultsThatFollowIt: ordering Key alone is
+// accepted, and neither maxInFlight nor maxPollRecords is stored, so both
+// follow the ordering (64 in flight, 4 × 64 records per poll) and would
+// follow a later change of it.
+func TestKeyOrderingAloneGetsDefaultsThatFollowIt(t *testing.T) {
+	ctx := context.Background()
+	obj := pipeline(t, "key-defaults", map[string]any{"processing.ordering": "Key"})
+	if err := k8s.Create(ctx, obj); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	t.Cleanup(func() { _ = k8s.Delete(ctx, obj) })
+	sp := &sluicev1.StreamPipeline{}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), sp); err != nil {
+		t.Fatal(err)
+	}
+	if sp.Spec.Processing.MaxInFlight != nil || sp.Spec.Consumer.MaxPollRecords != nil {
+		t.Errorf("stored maxInFlight %v, maxPollRecords %v; want both unset", sp.Spec.Processing.MaxInFlight, sp.Spec.Consumer.MaxPollRecords)
+	}
+	if sp.Ordering() != sluicev1.OrderingKey || sp.MaxInFlight() != 64 || sp.MaxPollRecords() != 256 {
+		t.Errorf("effective ordering %s, maxInFlight %d, maxPollRecords %d; want Key, 64, 256", sp.Ordering(), sp.MaxInFlight(), sp.MaxPollRecords())
 	}
 }
