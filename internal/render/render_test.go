@@ -33,11 +33,21 @@ func TestTerminationGracePeriodCoversOnePollBatch(t *testing.T) {
 		maxPollRecords  *int32
 		processing      *metav1.Duration
 		want            int64
+		ordering        sluicev1.Ordering
+		maxInFlight     *int32
 	}{
-		{"defaults: bounded by maxPollInterval 10m", nil, nil, nil, 600 + 15},
-		{"small batches of fast records", dur(10 * time.Minute), new(int32(10)), dur(time.Second), 10 + 15},
-		{"short maxPollInterval wins", dur(2 * time.Minute), new(int32(1000)), dur(5 * time.Second), 120 + 15},
-		{"sub-second total rounds up", dur(time.Minute), new(int32(1)), dur(300 * time.Millisecond), 16},
+		{"defaults: bounded by maxPollInterval 10m", nil, nil, nil, 600 + 15, "", nil},
+		{"small batches of fast records", dur(10 * time.Minute), new(int32(10)), dur(time.Second), 10 + 15, "", nil},
+		{"short maxPollInterval wins", dur(2 * time.Minute), new(int32(1000)), dur(5 * time.Second), 120 + 15, "", nil},
+		{"sub-second total rounds up", dur(time.Minute), new(int32(1)), dur(300 * time.Millisecond), 16, "", nil},
+		// Unordered: maxInFlight calls at a time, ceil(records / maxInFlight) rounds.
+		{"unordered: 1000 records, 100 at a time", dur(10 * time.Minute), new(int32(1000)), dur(5 * time.Second), 10*5 + 15, sluicev1.OrderingUnordered, new(int32(100))},
+		{"unordered: a partial round counts whole", dur(10 * time.Minute), new(int32(1000)), dur(5 * time.Second), 4*5 + 15, sluicev1.OrderingUnordered, new(int32(300))},
+		{"unordered defaults: 256 records, 64 at a time", dur(10 * time.Minute), nil, dur(time.Second), 4 + 15, sluicev1.OrderingUnordered, nil},
+		// Key: one hot key can hold the whole poll, so no shorter than Partition.
+		{"key: one key may serialize the poll", dur(10 * time.Minute), new(int32(100)), dur(time.Second), 100 + 15, sluicev1.OrderingKey, new(int32(50))},
+		{"key defaults: 4 × 64 records", dur(10 * time.Minute), nil, dur(time.Second), 256 + 15, sluicev1.OrderingKey, nil},
+		{"key: still bounded by maxPollInterval", dur(2 * time.Minute), nil, dur(5 * time.Second), 120 + 15, sluicev1.OrderingKey, new(int32(1024))},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -45,6 +55,7 @@ func TestTerminationGracePeriodCoversOnePollBatch(t *testing.T) {
 			sp.Spec.Consumer.MaxPollInterval = tc.maxPollInterval
 			sp.Spec.Consumer.MaxPollRecords = tc.maxPollRecords
 			sp.Spec.Delivery.ProcessingTimeout = tc.processing
+			sp.Spec.Processing = sluicev1.ProcessingSpec{Ordering: tc.ordering, MaxInFlight: tc.maxInFlight}
 			if got := TerminationGracePeriodSeconds(sp); got != tc.want {
 				t.Errorf("grace period = %d, want %d", got, tc.want)
 			}
@@ -181,6 +192,61 @@ func TestWorkerConfigPerSink(t *testing.T) {
 	}
 }
 
+// TestProcessingRendersEffectiveValues: the ordering is always written out,
+// maxInFlight and maxPollRecords get the defaults that follow the ordering,
+// and the worker accepts every rendered config.
+func TestProcessingRendersEffectiveValues(t *testing.T) {
+	cases := []struct {
+		name           string
+		ordering       sluicev1.Ordering
+		maxInFlight    *int32
+		maxPollRecords *int32
+		want           workerconfig.Processing
+		wantPoll       int32
+	}{
+		{"nothing set: Partition, as before", "", nil, nil, workerconfig.Processing{Ordering: workerconfig.OrderingPartition}, 100},
+		{"Partition written out", sluicev1.OrderingPartition, nil, nil, workerconfig.Processing{Ordering: workerconfig.OrderingPartition}, 100},
+		{"Partition keeps a set maxPollRecords", sluicev1.OrderingPartition, nil, new(int32(7)), workerconfig.Processing{Ordering: workerconfig.OrderingPartition}, 7},
+		{"Key alone: 64 in flight, 4 × 64 per poll", sluicev1.OrderingKey, nil, nil, workerconfig.Processing{Ordering: workerconfig.OrderingKey, MaxInFlight: 64}, 256},
+		{"Unordered alone", sluicev1.OrderingUnordered, nil, nil, workerconfig.Processing{Ordering: workerconfig.OrderingUnordered, MaxInFlight: 64}, 256},
+		{"Key, 256 in flight", sluicev1.OrderingKey, new(int32(256)), nil, workerconfig.Processing{Ordering: workerconfig.OrderingKey, MaxInFlight: 256}, 1024},
+		{"small maxInFlight: a poll still holds 100", sluicev1.OrderingUnordered, new(int32(8)), nil, workerconfig.Processing{Ordering: workerconfig.OrderingUnordered, MaxInFlight: 8}, 100},
+		{"largest maxInFlight", sluicev1.OrderingKey, new(int32(workerconfig.MaxMaxInFlight)), nil, workerconfig.Processing{Ordering: workerconfig.OrderingKey, MaxInFlight: workerconfig.MaxMaxInFlight}, 4 * workerconfig.MaxMaxInFlight},
+		{"Key with maxPollRecords set", sluicev1.OrderingKey, nil, new(int32(500)), workerconfig.Processing{Ordering: workerconfig.OrderingKey, MaxInFlight: 64}, 500},
+		{"Key with maxPollRecords equal to maxInFlight", sluicev1.OrderingKey, new(int32(300)), new(int32(300)), workerconfig.Processing{Ordering: workerconfig.OrderingKey, MaxInFlight: 300}, 300},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := basePipeline()
+			sp.Spec.Processing = sluicev1.ProcessingSpec{Ordering: tc.ordering, MaxInFlight: tc.maxInFlight}
+			sp.Spec.Consumer.MaxPollRecords = tc.maxPollRecords
+			cfg := WorkerConfig(sp)
+			if err := cfg.Validate(); err != nil {
+				t.Fatalf("rendered config is invalid: %v", err)
+			}
+			if cfg.Processing != tc.want || cfg.Consumer.MaxPollRecords != tc.wantPoll {
+				t.Errorf("processing = %+v, maxPollRecords = %d; want %+v, %d", cfg.Processing, cfg.Consumer.MaxPollRecords, tc.want, tc.wantPoll)
+			}
+		})
+	}
+}
+
+// TestOrderingsMeanTheSameToTheWorker pins the API's ordering names to the
+// worker config's: the renderer passes them through as strings.
+func TestOrderingsMeanTheSameToTheWorker(t *testing.T) {
+	for api, worker := range map[sluicev1.Ordering]string{
+		sluicev1.OrderingPartition: workerconfig.OrderingPartition,
+		sluicev1.OrderingKey:       workerconfig.OrderingKey,
+		sluicev1.OrderingUnordered: workerconfig.OrderingUnordered,
+	} {
+		sp := basePipeline()
+		sp.Spec.Processing.Ordering = api
+		if got := WorkerConfig(sp).Processing.Ordering; got != worker {
+			t.Errorf("ordering %s renders as %q, want %q", api, got, worker)
+		}
+	}
+}
+
 func TestConfigHashFollowsTheConfig(t *testing.T) {
 	a, hashA, err := ConfigMap(basePipeline())
 	if err != nil {
@@ -195,6 +261,11 @@ func TestConfigHashFollowsTheConfig(t *testing.T) {
 	_, hashB, _ := ConfigMap(changed)
 	if hashA == hashB {
 		t.Fatal("a config change must change the hash (and so roll the pods)")
+	}
+	keyed := basePipeline()
+	keyed.Spec.Processing.Ordering = sluicev1.OrderingKey
+	if _, hashK, _ := ConfigMap(keyed); hashK == hashA {
+		t.Fatal("an ordering change must change the hash (and so roll the pods)")
 	}
 	scaled := basePipeline()
 	scaled.Spec.Scaling.MaxReplicas = new(int32(40))

@@ -20,11 +20,23 @@ const shutdownMargin = 15 * time.Second
 
 // ShutdownTimeout bounds the worker's graceful drain: long enough to finish one
 // poll batch. A batch is bounded both by maxPollInterval (Kafka evicts a member
-// that takes longer) and by maxPollRecords × processingTimeout.
+// that takes longer) and by the longest chain of sink calls that must run one
+// after the other, each up to processingTimeout:
+//   - Partition: all of a poll's records may come from one partition, so
+//     maxPollRecords calls in a row.
+//   - Key: the same, since all of them may share one key (a hot key, or the
+//     keyless records of a partition); maxInFlight helps only when keys differ,
+//     which the operator can't know.
+//   - Unordered: maxInFlight calls at a time, so ceil(maxPollRecords /
+//     maxInFlight) rounds.
 func ShutdownTimeout(sp *sluicev1.StreamPipeline) time.Duration {
 	t := sp.Timings()
-	batch := time.Duration(sluicev1.Int32Or(sp.Spec.Consumer.MaxPollRecords, sluicev1.DefaultMaxPollRecords)) * t.ProcessingTimeout
-	return min(t.MaxPollInterval, batch)
+	calls := sp.MaxPollRecords()
+	if sp.Ordering() == sluicev1.OrderingUnordered {
+		n := sp.MaxInFlight()
+		calls = (calls + n - 1) / n
+	}
+	return min(t.MaxPollInterval, time.Duration(calls)*t.ProcessingTimeout)
 }
 
 // TerminationGracePeriodSeconds is the pod's grace period: the drain timeout plus
@@ -64,8 +76,9 @@ func WorkerConfig(sp *sluicev1.StreamPipeline) workerconfig.Config {
 			DeadLetterTopic:   sp.DeadLetterTopic(),
 			ProcessingTimeout: metav1.Duration{Duration: timings.ProcessingTimeout},
 		},
+		Processing: processing(sp),
 		Consumer: workerconfig.Consumer{
-			MaxPollRecords:         sluicev1.Int32Or(s.Consumer.MaxPollRecords, sluicev1.DefaultMaxPollRecords),
+			MaxPollRecords:         sp.MaxPollRecords(),
 			MaxPollInterval:        metav1.Duration{Duration: timings.MaxPollInterval},
 			SessionTimeout:         metav1.Duration{Duration: timings.SessionTimeout},
 			HeartbeatInterval:      metav1.Duration{Duration: timings.HeartbeatInterval},
@@ -128,6 +141,19 @@ func WorkerConfig(sp *sluicev1.StreamPipeline) workerconfig.Config {
 		cfg.IdempotencyKey = &workerconfig.IdempotencyKey{Header: k.Header, JSONField: k.JSONField}
 	}
 	return cfg
+}
+
+// processing renders the ordering, always explicitly (an empty one also means
+// Partition to the worker, but the ConfigMap shows the effective values), and
+// maxInFlight for the orderings that have one: the worker config's maxInFlight
+// counts across all of a worker's partitions, which Partition doesn't bound
+// (it has one record at the sink per partition), so it is left out there.
+func processing(sp *sluicev1.StreamPipeline) workerconfig.Processing {
+	p := workerconfig.Processing{Ordering: string(sp.Ordering())}
+	if sp.Concurrent() {
+		p.MaxInFlight = sp.MaxInFlight()
+	}
+	return p
 }
 
 // ConfigMap renders the worker configuration into a ConfigMap and returns the
