@@ -57,6 +57,12 @@ add "resume-from-kafka" \
   's/(\nfunc \(w \*Worker\) offsetsFromDB\((?:(?!\nfunc ).)*?)offsets\[topic\]\[p\] = kgo\.NewOffset\(\)\.At\(next\)/$1_ = next \/\/ MUTATION: the partition starts at the Kafka commit/s' \
   "TestExactlyOncePostgresResumesFromTheDatabaseNotFromKafka TestExactlyOncePostgresSurvivesCrashes"
 
+add "key-lanes-off" \
+  "ordering Key behaves as Unordered: planPartition gives every record a lane of its own, so records of one key are at the sink at once" \
+  worker/concurrent.go \
+  's/(\nfunc \(w \*Worker\) planPartition\((?:(?!\nfunc ).)*?\n\tbyKey := w\.cfg\.Processing\.Ordering == workerconfig\.OrderingKey)/$1 \&\& false \/\/ MUTATION: a lane per record/s' \
+  "TestKeyOrderingKeepsEachKeyInOrderWhileKeysOverlap TestCrashLoopKeepsEachKeysOrder"
+
 selected=("$@")
 if [ ${#selected[@]} -eq 0 ]; then
   for i in "${!names[@]}"; do selected+=($((i + 1))); done

@@ -80,13 +80,22 @@ func (f *flow) halt() {
 
 func (f *flow) written() int { return int(f.n.Load()) }
 
-// produce writes records from..to-1 (keys key-<i>, values from the workload).
+// produce writes records from..to-1 (values from the workload) with Kafka
+// keys key-<i>, or key-<i mod plan.keys> when the plan shares keys.
 func (r *crashRun) produce(from, to int) error {
 	recs := make([]*kgo.Record, 0, to-from)
 	for i := from; i < to; i++ {
-		recs = append(recs, &kgo.Record{Topic: r.b.name("orders"), Key: fmt.Appendf(nil, "key-%d", i), Value: r.plan.wl.value(i), Timestamp: time.Now()})
+		recs = append(recs, &kgo.Record{Topic: r.b.name("orders"), Key: r.plan.kafkaKey(i), Value: r.plan.wl.value(i), Timestamp: time.Now()})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return r.b.client.ProduceSync(ctx, recs...).FirstErr()
+}
+
+// kafkaKey is record i's Kafka key.
+func (p crashPlan) kafkaKey(i int) []byte {
+	if p.keys > 0 {
+		i %= p.keys
+	}
+	return fmt.Appendf(nil, "key-%d", i)
 }

@@ -73,6 +73,16 @@ type crashPlan struct {
 	wl workload
 	// faults are broker faults injected after kill i (round robin); nil: none.
 	faults []func(b *broker)
+	// ordering and maxInFlight set processing (empty: Partition, the
+	// default). With an ordering the run keeps the default idempotency key
+	// (the record's source coordinates): crashConfig's JSON "id", one per
+	// record, would also be the ordering key, every record a key of its own.
+	ordering    string
+	maxInFlight int32
+	// keys > 0: record i has the Kafka key key-<i mod keys>, and the run
+	// checks that each key's records took effect in offset order (the order
+	// of n within a key). 0: record i has key-<i>, nothing is checked.
+	keys int
 }
 
 // Flow and timing knobs.
@@ -151,6 +161,12 @@ func newCrashRun(t *testing.T, plan crashPlan) *crashRun {
 	case kafkaExactlyOnce:
 		cfg.Sink = workerconfig.Sink{Kafka: &workerconfig.KafkaSink{Topic: b.name("orders-out")}}
 		cfg.Delivery.Semantics = "ExactlyOnce"
+	}
+	if plan.ordering != "" {
+		cfg.Processing = workerconfig.Processing{Ordering: plan.ordering, MaxInFlight: plan.maxInFlight}
+		// Poison pills are then refused by the sink (not JSON for a jsonb
+		// column), not by the key.
+		cfg.IdempotencyKey = nil
 	}
 	if r.db != nil {
 		r.db.createSequences(plan.wl)

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -27,6 +28,24 @@ type crashReport struct {
 	workarounds       int
 	selfExits         int
 	took              time.Duration
+	// order is the per-key order check (runs whose plan shares keys).
+	order *keyOrder
+}
+
+// keyOrder is what the per-key order check found: per Kafka key, the order
+// of its records' first effects in the delivery log.
+type keyOrder struct {
+	ordering    string
+	maxInFlight int32
+	keys        int // keys with a record checked
+	checked     int // first effects checked
+	// retried are the records left out: they went through a retry topic.
+	retried int
+	// violations are the records that took effect after a later record of
+	// their key, in the log's order (the first is the earliest); badKeys the
+	// keys they belong to.
+	violations []string
+	badKeys    int
 }
 
 func (rep crashReport) inFlight() int {
@@ -80,6 +99,10 @@ func (rep crashReport) String() string {
 	fmt.Fprintf(&b, "  duplicate effects: %d (must be 0)%s\n", len(rep.duplicates), listed(rep.duplicates))
 	fmt.Fprintf(&b, "  missing: %d (must be 0)%s\n", len(rep.missing), listed(rep.missing))
 	fmt.Fprintf(&b, "  poison pills in the dead-letter topic: %d of %d (%d copies)%s\n", rep.pillsInDLQ, rep.pills, rep.dlqCopies, listed(rep.missingPills))
+	if o := rep.order; o != nil {
+		fmt.Fprintf(&b, "  per-key order (ordering %s, maxInFlight %d): %d keys, %d first effects checked (%d records through the retry topics left out); out of order: %d records in %d keys (must be 0)%s\n",
+			o.ordering, o.maxInFlight, o.keys, o.checked, o.retried, len(o.violations), o.badKeys, listed(o.violations))
+	}
 	fmt.Fprintf(&b, "  kfake membership workarounds: %d; workers that exited on their own: %d; took %v", rep.workarounds, rep.selfExits, rep.took.Round(time.Second))
 	return b.String()
 }
@@ -237,6 +260,9 @@ func (r *crashRun) report(total int) crashReport {
 	for _, n := range dlq {
 		rep.dlqCopies += n
 	}
+	if r.plan.keys > 0 && r.db != nil {
+		rep.order = r.checkKeyOrder()
+	}
 	for i := range total {
 		if wl.poison(i) {
 			rep.pills++
@@ -268,6 +294,56 @@ func (r *crashRun) report(total int) crashReport {
 	return rep
 }
 
+// checkKeyOrder walks the delivery log's effects in insertion order and
+// checks, per Kafka key (key-<n mod keys>), that its records' first effects
+// have increasing n: a key's records are in one partition in the order of n,
+// and ordering Key hands a key's next record to the sink only when its
+// previous one is done, so a redelivery after a crash repeats a key's records
+// in order too, and its copies take no effect. A later effect of a record
+// (a duplicate) is reported apart.
+//
+// Records that went through a retry topic are left out: the flaky ones, and
+// the records that shared a failed statement with one (a batch fails as a
+// whole). They legitimately arrive after later records of their key, which
+// don't wait for them (docs/worker.md, "Ordering and concurrency").
+func (r *crashRun) checkKeyOrder() *keyOrder {
+	r.t.Helper()
+	o := &keyOrder{ordering: r.plan.ordering, maxInFlight: r.plan.maxInFlight}
+	retried := map[int64]bool{}
+	for _, topic := range []string{"orders.retry.1", "orders.retry.2", "orders.retry.3"} {
+		for _, rec := range r.b.readAll(topic) {
+			var v struct {
+				N *int64 `json:"n"`
+			}
+			if json.Unmarshal(rec.Value, &v) == nil && v.N != nil {
+				retried[*v.N] = true
+			}
+		}
+	}
+	o.retried = len(retried)
+	latest := map[int64]effect{} // per key: its record with the highest n so far
+	seen := map[int64]bool{}     // records with a first effect
+	bad := map[int64]bool{}
+	for _, e := range r.db.effects() {
+		if seen[e.n] || retried[e.n] {
+			continue
+		}
+		seen[e.n] = true
+		o.checked++
+		key := e.n % int64(r.plan.keys)
+		l, ok := latest[key]
+		if ok && e.n < l.n {
+			o.violations = append(o.violations, fmt.Sprintf("key-%d: r-%d took effect (log row %d, by %s) after r-%d (row %d, by %s)",
+				key, e.n, e.seq, e.app, l.n, l.seq, l.app))
+			bad[key] = true
+			continue
+		}
+		latest[key] = e
+	}
+	o.keys, o.badKeys = len(latest), len(bad)
+	return o
+}
+
 // recordID is the id of an output or dead-letter record of the kafka sink:
 // "r-<i>" from the JSON value, or the pill itself ("poison-<i>").
 func recordID(value []byte) string {
@@ -294,6 +370,15 @@ func (r *crashRun) check(rep crashReport) {
 	}
 	if len(rep.missingPills) > 0 {
 		r.t.Errorf("%d poison pills are not in the dead-letter topic: %s", len(rep.missingPills), keysOf(rep.missingPills, 20))
+	}
+	if o := rep.order; o != nil {
+		switch {
+		case len(o.violations) > 0:
+			r.t.Errorf("ordering %s: %d records in %d keys took effect after a later record of their key (earliest first): %s",
+				o.ordering, len(o.violations), o.badKeys, keysOf(o.violations, 20))
+		case o.checked == 0:
+			r.t.Errorf("ordering %s: no first effect to check the keys' order with", o.ordering)
+		}
 	}
 	switch r.plan.g {
 	case postgresAtLeastOnce:

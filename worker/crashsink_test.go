@@ -21,7 +21,11 @@ import (
 //     statement really inserted (effect true). A redelivery at-least-once is
 //     a second "saw" row whose ON CONFLICT DO NOTHING kept no second effect; a
 //     duplicate effect is a second "effect" row. (A statement that rolled back
-//     leaves no row: it had no effect.)
+//     leaves no row: it had no effect.) A row names the record by its
+//     payload's "id" (r-<i>; the idempotency key too, unless the run keeps
+//     the default key, the source coordinates) and "n" (i), and seq is the
+//     log's insertion order (a key's records are written one statement after
+//     the other, so their effects' seq follow their order).
 //   - sink_holds names the workers (by application_name, the pod name) whose
 //     next insert waits for the harness's advisory lock: the harness holds a
 //     sink call, kills its worker, and then lets the statement go through or
@@ -50,7 +54,7 @@ func newDeliveryDB(t *testing.T, table string) *deliveryDB {
 		}
 	}
 	ddl := fmt.Sprintf(`
-		CREATE TABLE sink_deliveries (id text NOT NULL, app text NOT NULL, effect boolean NOT NULL);
+		CREATE TABLE sink_deliveries (seq bigserial, id text NOT NULL, n bigint NOT NULL, app text NOT NULL, effect boolean NOT NULL);
 		CREATE TABLE sink_holds (app text PRIMARY KEY);
 		CREATE FUNCTION sink_saw() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN
@@ -60,12 +64,14 @@ func newDeliveryDB(t *testing.T, table string) *deliveryDB {
 			IF NEW.payload ? 'flaky' AND nextval(NEW.payload->>'flaky') <= 2 THEN
 				RAISE EXCEPTION 'record %% is flaky', NEW.id USING ERRCODE = '40001';
 			END IF;
-			INSERT INTO sink_deliveries VALUES (NEW.id, current_setting('application_name'), false);
+			INSERT INTO sink_deliveries (id, n, app, effect)
+				VALUES (NEW.payload->>'id', (NEW.payload->>'n')::bigint, current_setting('application_name'), false);
 			RETURN NEW;
 		END $$;
 		CREATE FUNCTION sink_kept() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN
-			INSERT INTO sink_deliveries SELECT id, current_setting('application_name'), true FROM kept;
+			INSERT INTO sink_deliveries (id, n, app, effect)
+				SELECT payload->>'id', (payload->>'n')::bigint, current_setting('application_name'), true FROM kept;
 			RETURN NULL;
 		END $$;
 		CREATE TRIGGER sink_saw BEFORE INSERT ON %[1]s FOR EACH ROW EXECUTE FUNCTION sink_saw();
@@ -189,10 +195,11 @@ func (d *deliveryDB) keptKeys() int {
 	return n
 }
 
-// rows is the sink table's rows per id (the delivery log's effects must agree).
+// rows is the sink table's rows per record id (the payload's; the delivery
+// log's effects must agree).
 func (d *deliveryDB) rows() map[string]int {
 	d.t.Helper()
-	rows, err := d.conn.Query(context.Background(), fmt.Sprintf("SELECT id, count(*) FROM %s GROUP BY id", d.table))
+	rows, err := d.conn.Query(context.Background(), fmt.Sprintf("SELECT payload->>'id', count(*) FROM %s GROUP BY 1", d.table))
 	if err != nil {
 		d.t.Fatal(err)
 	}
@@ -200,6 +207,27 @@ func (d *deliveryDB) rows() map[string]int {
 	var id string
 	var n int
 	if _, err := pgx.ForEachRow(rows, []any{&id, &n}, func() error { out[id] = n; return nil }); err != nil {
+		d.t.Fatal(err)
+	}
+	return out
+}
+
+// effect is a row of the delivery log that took effect.
+type effect struct {
+	seq, n int64
+	app    string
+}
+
+// effects are the delivery log's effects in insertion order.
+func (d *deliveryDB) effects() []effect {
+	d.t.Helper()
+	rows, err := d.conn.Query(context.Background(), "SELECT seq, n, app FROM sink_deliveries WHERE effect ORDER BY seq")
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	var out []effect
+	var e effect
+	if _, err := pgx.ForEachRow(rows, []any{&e.seq, &e.n, &e.app}, func() error { out = append(out, e); return nil }); err != nil {
 		d.t.Fatal(err)
 	}
 	return out
