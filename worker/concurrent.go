@@ -153,25 +153,16 @@ func (w *Worker) planPartition(rs *roundState, msgs []message, i *int, recs []*k
 	return time.Time{}
 }
 
-// laneOf returns the lane of m's ordering key in this partition, opening it
-// for the key's first record. The ordering key is the pipeline's idempotency
-// key when it configures one (a header or a JSON field: every record then has
-// one), else the Kafka record key; a partition's keyless records are one lane.
+// laneOf returns the lane of m's Kafka record key in this partition, opening
+// it for the key's first record; a partition's keyless records are one lane.
+// The ordering key is the record key even when the pipeline configures an
+// idempotency key: that one tells redeliveries apart and is usually unique per
+// record (an event id), so ordering by it would order nothing.
 func (rs *roundState) laneOf(m *message) int32 {
-	var id int32
-	var ok bool
-	if k := m.sink.ConfiguredKey; k != "" {
-		id, ok = rs.byKey[k]
-	} else {
-		id, ok = rs.byKey[string(m.rec.Key)] // no copy: a lookup only
-	}
+	id, ok := rs.byKey[string(m.rec.Key)] // no copy: a lookup only
 	if !ok {
 		id = rs.lanes.newLane()
-		if k := m.sink.ConfiguredKey; k != "" {
-			rs.byKey[k] = id
-		} else {
-			rs.byKey[string(m.rec.Key)] = id
-		}
+		rs.byKey[string(m.rec.Key)] = id
 	}
 	return id
 }

@@ -83,7 +83,8 @@ func (b *broker) produceKeyed(topic string, n, keys int, key func(i int) int) {
 		if key != nil {
 			k = key(i)
 		}
-		recs[i] = &kgo.Record{Topic: b.name(topic), Key: fmt.Appendf(nil, "k-%d", k), Value: fmt.Appendf(nil, "k-%d:%d", k, i)}
+		recs[i] = &kgo.Record{Topic: b.name(topic), Key: fmt.Appendf(nil, "k-%d", k), Value: fmt.Appendf(nil, "k-%d:%d", k, i),
+			Headers: []kgo.RecordHeader{{Key: "event-id", Value: fmt.Appendf(nil, "e-%d", i)}}}
 	}
 	if err := b.client.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 		b.t.Fatal(err)
@@ -149,6 +150,30 @@ func TestKeyOrderingKeepsEachKeyInOrderWhileKeysOverlap(t *testing.T) {
 		t.Errorf("at most %d calls were at the sink at once, want 3-32", o.maxInFlight)
 	}
 	t.Logf("max calls at once: %d", o.maxInFlight)
+}
+
+// An idempotency key unique per record (an event id) doesn't make every record
+// a key of its own: the ordering key stays the Kafka record key.
+func TestKeyOrderingUsesTheKafkaKeyEvenWithAnIdempotencyKey(t *testing.T) {
+	b := newBroker(t)
+	b.createTopics(1, allTopics...)
+	o := newOrderWatch()
+	const n = 600
+	svc := watchedService(t, o, 3*time.Millisecond, func(string, int) int { return http.StatusOK })
+	b.produceKeyed("orders", n, 10, nil)
+	cfg := concurrentConfig(b.httpConfig(svc.srv.URL), workerconfig.OrderingKey, 32)
+	cfg.IdempotencyKey = &workerconfig.IdempotencyKey{Header: "event-id"}
+	startWorker(t, cfg, nil)
+
+	eventually(t, 60*time.Second, "every record delivered", func() bool { return o.count() == n })
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.overtaken) > 0 || o.maxPerKey != 1 {
+		t.Errorf("the Kafka key's order was not kept: %d of one key at once, overtaken %v", o.maxPerKey, o.overtaken[:min(5, len(o.overtaken))])
+	}
+	if o.maxInFlight < 2 {
+		t.Errorf("10 keys, yet at most %d call at a time", o.maxInFlight)
+	}
 }
 
 func TestUnorderedLetsRecordsOfOneKeyOverlap(t *testing.T) {

@@ -552,15 +552,12 @@ const (
 // ProcessingSpec is the worker's concurrency: how many records may be at the
 // sink at once, and which of them must wait for which.
 //
-// The ordering key is the Kafka record key; when spec.idempotencyKey is set,
-// it is the idempotency key instead (the header's value, or the JSON field's),
-// so that the records the sink tells apart by key are also the ones kept in
-// order. An idempotency key that is unique per record (an event id) makes
-// every record a key of its own: Key then orders nothing, like Unordered. A
-// record without that header or field is a poison pill and never reaches the
-// sink. With the Kafka record key, the records of a partition that
-// have an empty key are ordered among themselves: they form one lane of their
-// partition, as if they shared a key.
+// The ordering key is the Kafka record key, the key producers partition by
+// (an account, an order id), whether or not spec.idempotencyKey is set: an
+// idempotency key tells redeliveries apart and is usually unique per record
+// (an event id), so ordering by it would order nothing. The records of a
+// partition that have an empty key are ordered among themselves: they form
+// one lane of their partition, as if they shared a key.
 //
 // docs/worker.md shows what may overtake what in each mode, and how order
 // holds across retries and rebalances.
