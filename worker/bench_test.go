@@ -2,8 +2,10 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -32,8 +34,9 @@ import (
 // (commit tracker, breaker, rate limiter past its warm-up, metrics, routing),
 // against a bare franz-go consume-and-commit loop with the same poll settings,
 // on the same broker (kfake, or the real cluster in $SLUICE_TEST_KAFKA), in the
-// same run. Each op drains a backlog of benchRecords records of 100 bytes over 6
-// partitions; records/s is reported.
+// same run. Each op drains a backlog of benchRecords records of about 100 bytes
+// over 6 partitions (BenchmarkThroughput: one backlog per value kind, random
+// bytes, JSON documents and ASCII text); records/s is reported.
 //
 //	go test ./worker -run '^$' -bench BenchmarkThroughput -benchtime 5x
 const (
@@ -81,6 +84,34 @@ func benchBacklog(tb testing.TB, n int) benchTopics {
 	return t
 }
 
+// benchBacklogOfKinds is benchBacklog with one source topic per value kind
+// (orders.random, orders.json, orders.ascii), each holding n records of its
+// kind, on one broker; the retry and dead-letter topics are shared.
+func benchBacklogOfKinds(tb testing.TB, n int) map[string]benchTopics {
+	tb.Helper()
+	k := testkafka.New(tb, kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(100*time.Millisecond))
+	base := "orders"
+	if k.Real() {
+		base = testkafka.UniqueTopic(tb, "bench")
+	}
+	shared := benchTopics{seeds: k.Brokers, dlq: base + ".dlq",
+		retries: []string{base + ".retry.1", base + ".retry.2", base + ".retry.3"}}
+	topics := append([]string{shared.dlq}, shared.retries...)
+	for _, kind := range valueKinds {
+		topics = append(topics, base+"."+kind)
+	}
+	k.CreateTopics(tb, benchPartitions, 0, nil, topics...)
+	byKind := map[string]benchTopics{}
+	for _, kind := range valueKinds {
+		t := shared
+		t.source = base + "." + kind
+		values := benchValues(kind, 1000)
+		produceValues(tb, t.seeds, t.source, n, func(i int) []byte { return values[i%len(values)] })
+		byKind[kind] = t
+	}
+	return byKind
+}
+
 // config is benchConfig on these topics.
 func (t benchTopics) config(group string) *workerconfig.Config {
 	cfg := benchConfig(t.seeds, group)
@@ -90,17 +121,24 @@ func (t benchTopics) config(group string) *workerconfig.Config {
 
 func produceBacklog(tb testing.TB, seeds []string, topic string, n int) {
 	tb.Helper()
+	value := []byte(strings.Repeat("x", 100))
+	produceValues(tb, seeds, topic, n, func(int) []byte { return value })
+}
+
+// produceValues produces n records to topic, record i with key i (decimal) and
+// value(i).
+func produceValues(tb testing.TB, seeds []string, topic string, n int, value func(i int) []byte) {
+	tb.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer cl.Close()
-	value := []byte(strings.Repeat("x", 100))
 	var wg sync.WaitGroup
 	var failed atomic.Value
 	wg.Add(n)
 	for i := range n {
-		cl.Produce(context.Background(), &kgo.Record{Topic: topic, Key: []byte(strconv.Itoa(i)), Value: value}, func(_ *kgo.Record, err error) {
+		cl.Produce(context.Background(), &kgo.Record{Topic: topic, Key: []byte(strconv.Itoa(i)), Value: value(i)}, func(_ *kgo.Record, err error) {
 			if err != nil {
 				failed.Store(err)
 			}
@@ -240,29 +278,115 @@ func nextGroup() string { return fmt.Sprintf("bench-%d", groupSeq.Add(1)) }
 // so that both see the same machine:
 //
 //   - log-sink: the issue's comparison, the worker writing every record with
-//     the log sink against a bare loop that does nothing with its records;
+//     the log sink (default format, JSON) against a bare loop that does
+//     nothing with its records;
 //   - log-sink-both: the bare loop writes its records with the log sink too;
 //   - discard-sink: the worker with a sink that only acknowledges, against the
 //     bare loop doing nothing: the cost of the worker itself.
 //
-// Each reports both rates and their ratio.
+// Each pair runs on each kind of value (sub-benchmarks random, json, ascii:
+// see valueKinds), each kind from its own topic. Each reports both rates and
+// their ratio, and the CPU time the test process (broker, clients, worker)
+// spent per record in each, and their ratio: on a loaded machine the CPU
+// times vary less than the rates.
+//
+//	go test ./worker -run '^$' -bench 'BenchmarkThroughput$' -benchtime 5x
 func BenchmarkThroughput(b *testing.B) {
-	t := benchBacklog(b, benchRecords)
-	pair := func(handle func([]*kgo.Record), snk sink.Sink) func(*testing.B) {
+	byKind := benchBacklogOfKinds(b, benchRecords)
+	pair := func(t benchTopics, handle func([]*kgo.Record), snk sink.Sink) func(*testing.B) {
 		return func(b *testing.B) {
-			var bare, worker time.Duration
+			var bare, worker, bareCPU, workerCPU time.Duration
 			for range b.N {
-				start := time.Now()
+				start, cpu := time.Now(), processCPU(b)
 				bareLoop(b, t.seeds, t.source, nextGroup(), benchRecords, handle)
 				bare += time.Since(start)
+				cpu2 := processCPU(b)
+				bareCPU += cpu2 - cpu
 				worker += runWorker(b, t.config(nextGroup()), snk, benchRecords)
+				workerCPU += processCPU(b) - cpu2
 			}
 			reportPair(b, benchRecords, bare, worker)
+			records := float64(benchRecords) * float64(b.N)
+			b.ReportMetric(float64(bareCPU.Nanoseconds())/records, "bare-cpu-ns/record")
+			b.ReportMetric(float64(workerCPU.Nanoseconds())/records, "worker-cpu-ns/record")
+			b.ReportMetric(bareCPU.Seconds()/workerCPU.Seconds(), "cpu-ratio")
 		}
 	}
-	b.Run("log-sink", pair(nil, sink.NewLog(io.Discard, "JSON")))
-	b.Run("log-sink-both", pair(bareLogSink(sink.NewLog(io.Discard, "JSON")), sink.NewLog(io.Discard, "JSON")))
-	b.Run("discard-sink", pair(nil, discardSink{}))
+	for _, p := range []struct {
+		name   string
+		handle func([]*kgo.Record)
+		sink   sink.Sink
+	}{
+		{"log-sink", nil, sink.NewLog(io.Discard, "JSON")},
+		{"log-sink-both", bareLogSink(sink.NewLog(io.Discard, "JSON")), sink.NewLog(io.Discard, "JSON")},
+		{"discard-sink", nil, discardSink{}},
+	} {
+		b.Run(p.name, func(b *testing.B) {
+			for _, kind := range valueKinds {
+				b.Run(kind, pair(byKind[kind], p.handle, p.sink))
+			}
+		})
+	}
+}
+
+// processCPU is the CPU time (user and system) the test process used so far.
+func processCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// The value kinds of BenchmarkThroughput's backlogs, the same as the log
+// sink's benchmarks (worker/sink/log_bench_test.go):
+//
+//   - random: 100 random bytes, what a binary payload (Avro, Protobuf,
+//     compressed or encrypted data) looks like: not UTF-8;
+//   - json: JSON documents of about 100 bytes whose strings hold quotes,
+//     backslashes, newlines, tabs and non-ASCII text (accents, CJK, emoji);
+//   - ascii: 100 bytes of plain ASCII text, nothing to escape.
+var valueKinds = []string{"random", "json", "ascii"}
+
+// benchValues returns n values of a kind, the same on every call.
+func benchValues(kind string, n int) [][]byte {
+	rng := rand.New(rand.NewPCG(13, uint64(len(kind))))
+	names := []string{"Zoë Ångström", "José Ñúñez", "Søren Kierkegård", "李小龙", "Анна Каренина", `Max "the Hammer" Müller`, "Åsa Öberg"}
+	cities := []string{"Zürich", "São Paulo", "Kraków", "東京", "Montréal", `C:\Orders\In`, "Αθήνα"}
+	notes := []string{"ring twice\nthen wait", "fragile\t⚠ glass", `say "hi" 😀`, "", "leave at door", "2nd floor\r\nback", "¡gracias!"}
+	const text = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:;-_/()"
+	values := make([][]byte, n)
+	for i := range values {
+		switch kind {
+		case "random":
+			v := make([]byte, 100)
+			for j := range v {
+				v[j] = byte(rng.Uint32())
+			}
+			values[i] = v
+		case "json":
+			v, err := json.Marshal(struct {
+				ID       int     `json:"id"`
+				Customer string  `json:"customer"`
+				City     string  `json:"city"`
+				Note     string  `json:"note"`
+				Total    float64 `json:"total"`
+			}{i, names[rng.IntN(len(names))], cities[rng.IntN(len(cities))], notes[rng.IntN(len(notes))], float64(rng.IntN(100_000)) / 100})
+			if err != nil {
+				panic(err)
+			}
+			values[i] = v
+		case "ascii":
+			v := make([]byte, 100)
+			for j := range v {
+				v[j] = text[rng.IntN(len(text))]
+			}
+			values[i] = v
+		default:
+			panic("unknown value kind " + kind)
+		}
+	}
+	return values
 }
 
 // reportPair reports the records/s of the bare loop and of the worker over
