@@ -159,6 +159,10 @@ image-load: ## Import IMAGE_TAR into the local cluster's containerd.
 cluster-up: ## Start a one-node cluster with a real kubelet on this machine, without Docker (root; hack/cluster.sh). Prints the kubeconfig.
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/cluster.sh up
 
+.PHONY: cluster-binaries
+cluster-binaries: ## Build (or reuse) the local cluster's k8s binaries only (cached in $(SLUICE_CACHE)); cluster-up does it too.
+	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/cluster.sh binaries
+
 .PHONY: cluster-down
 cluster-down: ## Stop the local cluster and remove its state, bridge, iptables chains and mounts.
 	hack/cluster.sh down

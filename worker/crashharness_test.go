@@ -74,9 +74,8 @@ type crashPlan struct {
 	// faults are broker faults injected after kill i (round robin); nil: none.
 	faults []func(b *broker)
 	// ordering and maxInFlight set processing (empty: Partition, the
-	// default). With an ordering the run keeps the default idempotency key
-	// (the record's source coordinates): crashConfig's JSON "id", one per
-	// record, would also be the ordering key, every record a key of its own.
+	// default). The ordering key is the Kafka record key; the idempotency
+	// key stays crashConfig's JSON "id".
 	ordering    string
 	maxInFlight int32
 	// keys > 0: record i has the Kafka key key-<i mod keys>, and the run
@@ -164,9 +163,6 @@ func newCrashRun(t *testing.T, plan crashPlan) *crashRun {
 	}
 	if plan.ordering != "" {
 		cfg.Processing = workerconfig.Processing{Ordering: plan.ordering, MaxInFlight: plan.maxInFlight}
-		// Poison pills are then refused by the sink (not JSON for a jsonb
-		// column), not by the key.
-		cfg.IdempotencyKey = nil
 	}
 	if r.db != nil {
 		r.db.createSequences(plan.wl)
