@@ -85,6 +85,8 @@ postgres: ## Install the PostgreSQL server (Debian package) the sink and crash t
 .PHONY: test
 test: verify-generated vet envtest postgres promtool ## Run all tests (unit, envtest, kfake, PostgreSQL, crash) after checking generated files.
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) PROMTOOL=$(PROMTOOL) go test ./... -count=1 -race -coverprofile cover.out
+	@# Allocation counts, without the race detector (files tagged !race).
+	go test -count=1 -run 'Allocates' ./worker/sink/
 
 .PHONY: test-short
 test-short: ## Run the unit tests only (no API server).
