@@ -2,10 +2,8 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sluice-dev/sluice/internal/benchvalues"
 	"github.com/sluice-dev/sluice/internal/procstat"
 	"github.com/sluice-dev/sluice/internal/testkafka"
 	"github.com/sluice-dev/sluice/internal/workerconfig"
@@ -97,15 +96,15 @@ func benchBacklogOfKinds(tb testing.TB, n int) map[string]benchTopics {
 	shared := benchTopics{seeds: k.Brokers, dlq: base + ".dlq",
 		retries: []string{base + ".retry.1", base + ".retry.2", base + ".retry.3"}}
 	topics := append([]string{shared.dlq}, shared.retries...)
-	for _, kind := range valueKinds {
+	for _, kind := range benchvalues.Kinds {
 		topics = append(topics, base+"."+kind)
 	}
 	k.CreateTopics(tb, benchPartitions, 0, nil, topics...)
 	byKind := map[string]benchTopics{}
-	for _, kind := range valueKinds {
+	for _, kind := range benchvalues.Kinds {
 		t := shared
 		t.source = base + "." + kind
-		values := benchValues(kind, 1000)
+		values := benchvalues.Make(kind, 1000)
 		produceValues(tb, t.seeds, t.source, n, func(i int) []byte { return values[i%len(values)] })
 		byKind[kind] = t
 	}
@@ -285,7 +284,7 @@ func nextGroup() string { return fmt.Sprintf("bench-%d", groupSeq.Add(1)) }
 //     bare loop doing nothing: the cost of the worker itself.
 //
 // Each pair runs on each kind of value (sub-benchmarks random, json, ascii:
-// see valueKinds), each kind from its own topic. Each reports both rates and
+// see internal/benchvalues), each kind from its own topic. Each reports both rates and
 // their ratio, and the CPU time the test process (broker, clients, worker)
 // spent per record in each, and their ratio: on a loaded machine the CPU
 // times vary less than the rates.
@@ -322,7 +321,7 @@ func BenchmarkThroughput(b *testing.B) {
 		{"discard-sink", nil, discardSink{}},
 	} {
 		b.Run(p.name, func(b *testing.B) {
-			for _, kind := range valueKinds {
+			for _, kind := range benchvalues.Kinds {
 				b.Run(kind, pair(byKind[kind], p.handle, p.sink))
 			}
 		})
@@ -336,57 +335,6 @@ func processCPU(tb testing.TB) time.Duration {
 		tb.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// The value kinds of BenchmarkThroughput's backlogs, the same as the log
-// sink's benchmarks (worker/sink/log_bench_test.go):
-//
-//   - random: 100 random bytes, what a binary payload (Avro, Protobuf,
-//     compressed or encrypted data) looks like: not UTF-8;
-//   - json: JSON documents of about 100 bytes whose strings hold quotes,
-//     backslashes, newlines, tabs and non-ASCII text (accents, CJK, emoji);
-//   - ascii: 100 bytes of plain ASCII text, nothing to escape.
-var valueKinds = []string{"random", "json", "ascii"}
-
-// benchValues returns n values of a kind, the same on every call.
-func benchValues(kind string, n int) [][]byte {
-	rng := rand.New(rand.NewPCG(13, uint64(len(kind))))
-	names := []string{"Zoë Ångström", "José Ñúñez", "Søren Kierkegård", "李小龙", "Анна Каренина", `Max "the Hammer" Müller`, "Åsa Öberg"}
-	cities := []string{"Zürich", "São Paulo", "Kraków", "東京", "Montréal", `C:\Orders\In`, "Αθήνα"}
-	notes := []string{"ring twice\nthen wait", "fragile\t⚠ glass", `say "hi" 😀`, "", "leave at door", "2nd floor\r\nback", "¡gracias!"}
-	const text = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:;-_/()"
-	values := make([][]byte, n)
-	for i := range values {
-		switch kind {
-		case "random":
-			v := make([]byte, 100)
-			for j := range v {
-				v[j] = byte(rng.Uint32())
-			}
-			values[i] = v
-		case "json":
-			v, err := json.Marshal(struct {
-				ID       int     `json:"id"`
-				Customer string  `json:"customer"`
-				City     string  `json:"city"`
-				Note     string  `json:"note"`
-				Total    float64 `json:"total"`
-			}{i, names[rng.IntN(len(names))], cities[rng.IntN(len(cities))], notes[rng.IntN(len(notes))], float64(rng.IntN(100_000)) / 100})
-			if err != nil {
-				panic(err)
-			}
-			values[i] = v
-		case "ascii":
-			v := make([]byte, 100)
-			for j := range v {
-				v[j] = text[rng.IntN(len(text))]
-			}
-			values[i] = v
-		default:
-			panic("unknown value kind " + kind)
-		}
-	}
-	return values
 }
 
 // reportPair reports the records/s of the bare loop and of the worker over

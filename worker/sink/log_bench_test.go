@@ -2,9 +2,7 @@ package sink_test
 
 import (
 	"context"
-	"encoding/json"
 	"io"
-	"math/rand/v2"
 	"strconv"
 	"syscall"
 	"testing"
@@ -12,65 +10,15 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-dev/sluice/internal/benchvalues"
 	"github.com/sluice-dev/sluice/worker/sink"
 )
-
-// The value kinds the log sink is benchmarked on (worker/bench_test.go's
-// BenchmarkThroughput produces the same kinds):
-//
-//   - random: 100 random bytes, what a binary payload (Avro, Protobuf,
-//     compressed or encrypted data) looks like to the sink: not UTF-8;
-//   - json: JSON documents of about 100 bytes whose strings hold quotes,
-//     backslashes, newlines, tabs and non-ASCII text (accents, CJK, emoji);
-//   - ascii: 100 bytes of plain ASCII text, nothing to escape.
-var valueKinds = []string{"random", "json", "ascii"}
-
-// benchValues returns n values of a kind, the same on every call.
-func benchValues(kind string, n int) [][]byte {
-	rng := rand.New(rand.NewPCG(13, uint64(len(kind))))
-	names := []string{"Zoë Ångström", "José Ñúñez", "Søren Kierkegård", "李小龙", "Анна Каренина", `Max "the Hammer" Müller`, "Åsa Öberg"}
-	cities := []string{"Zürich", "São Paulo", "Kraków", "東京", "Montréal", `C:\Orders\In`, "Αθήνα"}
-	notes := []string{"ring twice\nthen wait", "fragile\t⚠ glass", `say "hi" 😀`, "", "leave at door", "2nd floor\r\nback", "¡gracias!"}
-	const text = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:;-_/()"
-	values := make([][]byte, n)
-	for i := range values {
-		switch kind {
-		case "random":
-			v := make([]byte, 100)
-			for j := range v {
-				v[j] = byte(rng.Uint32())
-			}
-			values[i] = v
-		case "json":
-			v, err := json.Marshal(struct {
-				ID       int     `json:"id"`
-				Customer string  `json:"customer"`
-				City     string  `json:"city"`
-				Note     string  `json:"note"`
-				Total    float64 `json:"total"`
-			}{i, names[rng.IntN(len(names))], cities[rng.IntN(len(cities))], notes[rng.IntN(len(notes))], float64(rng.IntN(100_000)) / 100})
-			if err != nil {
-				panic(err)
-			}
-			values[i] = v
-		case "ascii":
-			v := make([]byte, 100)
-			for j := range v {
-				v[j] = text[rng.IntN(len(text))]
-			}
-			values[i] = v
-		default:
-			panic("unknown value kind " + kind)
-		}
-	}
-	return values
-}
 
 // benchRecords is a batch of the throughput benchmark's records: values of a
 // kind, numeric keys, the default idempotency key, timestamps in milliseconds
 // as Kafka's are (ten records a millisecond).
 func benchRecords(kind string, batch int) []*sink.Record {
-	values := benchValues(kind, batch)
+	values := benchvalues.Make(kind, batch)
 	now := time.Now().UnixMilli()
 	recs := make([]*sink.Record, batch)
 	for i := range recs {
@@ -93,7 +41,7 @@ func BenchmarkLogSinkText(b *testing.B) { benchmarkLogSink(b, "Text") }
 
 func benchmarkLogSink(b *testing.B, format string) {
 	const batch = 500
-	for _, kind := range valueKinds {
+	for _, kind := range benchvalues.Kinds {
 		b.Run(kind, func(b *testing.B) {
 			recs := benchRecords(kind, batch)
 			l := sink.NewLog(io.Discard, format)
