@@ -130,20 +130,13 @@ func (w *Worker) planPartition(rs *roundState, msgs []message, i *int, recs []*k
 		m := &msgs[*i]
 		idx := int32(*i)
 		*i++
-		info, err := failureInfoOf(r, retryAttempts)
-		if err != nil {
-			w.parkAlone(m, r, info, err, now)
+		due, ok := w.prepare(m, r, retryAttempts, now)
+		if !due.IsZero() {
+			return due
+		}
+		if !ok {
 			continue
 		}
-		if info.dueAt.After(now) {
-			return info.dueAt
-		}
-		key, err := configuredKey(w.cfg.IdempotencyKey, r)
-		if err != nil {
-			w.parkAlone(m, r, info, err, now)
-			continue
-		}
-		*m = newMessage(r, info, key)
 		if !byKey {
 			rs.lanes.add(rs.lanes.newLane(), idx)
 			continue

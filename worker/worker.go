@@ -608,24 +608,14 @@ func (w *Worker) processPartition(stopCtx, procCtx context.Context, recs []*kgo.
 		chunk = chunk[:0]
 		var dueAt time.Time
 		for ; i < len(recs) && (maxBatch == 0 || len(chunk) < maxBatch); i++ {
-			r := recs[i]
-			info, err := failureInfoOf(r, retryAttempts)
-			if err != nil {
-				w.parkAlone(&msgs[i], r, info, err, now)
-				continue
-			}
-			if info.dueAt.After(now) {
-				dueAt = info.dueAt
+			due, ok := w.prepare(&msgs[i], recs[i], retryAttempts, now)
+			if !due.IsZero() {
+				dueAt = due
 				break
 			}
-			key, err := configuredKey(w.cfg.IdempotencyKey, r)
-			if err != nil {
-				w.parkAlone(&msgs[i], r, info, err, now)
-				continue
+			if ok {
+				chunk = append(chunk, &msgs[i])
 			}
-			m := &msgs[i]
-			*m = newMessage(r, info, key)
-			chunk = append(chunk, m)
 		}
 		if len(chunk) > 0 {
 			if until, ok := w.deliver(procCtx, chunk); !ok {
@@ -637,6 +627,28 @@ func (w *Worker) processPartition(stopCtx, procCtx context.Context, recs []*kgo.
 		}
 	}
 	return time.Time{}
+}
+
+// prepare makes r the message m on its way to the sink and reports true, or
+// parks r at once when it can't be decoded or has no idempotency key (false).
+// A record of a retry topic that is not due yet is neither: prepare returns
+// its due time, and the partition stops there.
+func (w *Worker) prepare(m *message, r *kgo.Record, retryAttempts int, now time.Time) (time.Time, bool) {
+	info, err := failureInfoOf(r, retryAttempts)
+	if err != nil {
+		w.parkAlone(m, r, info, err, now)
+		return time.Time{}, false
+	}
+	if info.dueAt.After(now) {
+		return info.dueAt, false
+	}
+	key, err := configuredKey(w.cfg.IdempotencyKey, r)
+	if err != nil {
+		w.parkAlone(m, r, info, err, now)
+		return time.Time{}, false
+	}
+	*m = newMessage(r, info, key)
+	return time.Time{}, true
 }
 
 // sinkCall is one admitted call to the sink: report tells the breaker how it
