@@ -23,9 +23,10 @@ export GOTOOLCHAIN=local
 
 # Each mutation: a name, what it breaks, the file, a perl substitution (run
 # with -0: the whole file is one string) anchored on the function it breaks,
-# and the tests (go test -run names) that must catch it.
-names=() whats=() files=() subs=() tests=()
-add() { names+=("$1"); whats+=("$2"); files+=("$3"); subs+=("$4"); tests+=("$5"); }
+# the tests (go test -run names) that must catch it, and their package
+# (default ./worker/).
+names=() whats=() files=() subs=() tests=() pkgs=()
+add() { names+=("$1"); whats+=("$2"); files+=("$3"); subs+=("$4"); tests+=("$5"); pkgs+=("${6:-./worker/}"); }
 
 add "commit-before-ack" \
   "commit before the sink acknowledges: deliver() marks the chunk finished and commits it before calling the sink" \
@@ -63,6 +64,18 @@ add "key-lanes-off" \
   's/(\nfunc \(w \*Worker\) planPartition\((?:(?!\nfunc ).)*?\n\tbyKey := w\.cfg\.Processing\.Ordering == workerconfig\.OrderingKey)/$1 \&\& false \/\/ MUTATION: a lane per record/s' \
   "TestKeyOrderingKeepsEachKeyInOrderWhileKeysOverlap TestCrashLoopKeepsEachKeysOrder"
 
+add "redrive-restart" \
+  "a restarted redrive starts again from the snapshot instead of from the position it committed with its copies" \
+  internal/replay/redrive.go \
+  's/(\nfunc \(d \*Redrive\) position\((?:(?!\nfunc ).)*?\n\t)if len\(committed\) == 0 \{/$1if true { \/\/ MUTATION: ignore the committed position/s' \
+  "TestRedriveCopiesEachSelectedRecordOnceAndEnds TestRedriveCrashesCopyEachSelectedRecordOnce" ./internal/replay/
+
+add "redrive-past-snapshot" \
+  "a redrive copies what arrived after its snapshot: records past a partition's end are copied too (and the run only ends when none arrive)" \
+  internal/replay/redrive.go \
+  's/(\nfunc \(d \*Redrive\) copyBatch\((?:(?!\nfunc ).)*?)if !ok \|\| r\.Offset >= p\.End \{/$1if !ok { \/\/ MUTATION: past the end is copied/s' \
+  "TestRedriveCopiesEachSelectedRecordOnceAndEnds TestRedriveCrashesCopyEachSelectedRecordOnce" ./internal/replay/
+
 selected=("$@")
 if [ ${#selected[@]} -eq 0 ]; then
   for i in "${!names[@]}"; do selected+=($((i + 1))); done
@@ -93,7 +106,7 @@ for n in "${selected[@]}"; do
   run=$(echo "${tests[$i]}" | sed 's/ /$|^/g')
   log="$dir/test.log"
   set +e
-  (cd "$dir" && go test ./worker/ -count=1 -timeout 20m -v -run "^(${run})\$" >"$log" 2>&1)
+  (cd "$dir" && go test "${pkgs[$i]}" -count=1 -timeout 20m -v -run "^(${run})\$" >"$log" 2>&1)
   set -e
   if grep -q '^FAIL.*\[build failed\]\|^# github.com/sluice-dev' "$log"; then
     echo "    DOES NOT COMPILE:"; grep -A5 '^# github.com/sluice-dev' "$log" | sed 's/^/    /'
@@ -109,7 +122,7 @@ for n in "${selected[@]}"; do
       why=$(awk -v t="$t" '
         $0 ~ "^=== (RUN|CONT)   " t "(/|$)" { on = 1; next }
         /^=== (RUN|CONT|PAUSE)/ || /^--- / { on = 0 }
-        on && /_test\.go:[0-9]+: / && !/ level=| kill [0-9]+\/[0-9]+ at |settled in |CRASH HARNESS REPORT|drained [0-9]+ records|kills done|moved the group|left the group|exited on its own|kfake keeps members/ {
+        on && /_test\.go:[0-9]+: / && !/ level=| kill [0-9]+\/[0-9]+ at |settled in |CRASH HARNESS REPORT|drained [0-9]+ records|kills done|moved the group|left the group|exited on its own|kfake keeps members|run [0-9]+: killed/ {
           sub(/^ +/, ""); print; exit
         }' "$log" | cut -c1-240)
       echo "    caught by $t: $why"

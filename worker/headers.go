@@ -10,33 +10,23 @@ import (
 	"github.com/sluice-dev/sluice/worker/failure"
 )
 
-// Headers Sluice adds to records it writes to retry and dead-letter topics. Each
-// has one meaning; docs/worker.md lists them. The record's own headers (trace
-// context included) are kept as they were.
+// Headers Sluice adds to records it writes to retry and dead-letter topics
+// (defined in package failure, which the operator's redrive shares).
 const (
-	// HeaderOriginalTopic, -Partition, -Offset and -Timestamp locate the record in
-	// the source topic. They stay the same through every retry, so the default
-	// idempotency key ("<topic>/<partition>/<offset>") does too.
-	HeaderOriginalTopic     = "sluice-original-topic"
-	HeaderOriginalPartition = "sluice-original-partition"
-	HeaderOriginalOffset    = "sluice-original-offset"
-	// HeaderOriginalTimestamp is the source record's timestamp (RFC 3339, UTC).
-	HeaderOriginalTimestamp = "sluice-original-timestamp"
-	// HeaderErrorClass is "transient" or "poison".
-	HeaderErrorClass = "sluice-error-class"
-	// HeaderErrorMessage is the last error, truncated to MaxErrorMessageBytes.
-	HeaderErrorMessage = "sluice-error-message"
-	// HeaderAttempt counts failed attempts so far (1 after the first failure).
-	HeaderAttempt = "sluice-attempt"
-	// HeaderFirstFailure and HeaderLastFailure are RFC 3339 UTC times.
-	HeaderFirstFailure = "sluice-first-failure"
-	HeaderLastFailure  = "sluice-last-failure"
-	// HeaderDueAt (retry topics only) is when the record may be processed again.
-	HeaderDueAt = "sluice-due-at"
+	HeaderOriginalTopic     = failure.HeaderOriginalTopic
+	HeaderOriginalPartition = failure.HeaderOriginalPartition
+	HeaderOriginalOffset    = failure.HeaderOriginalOffset
+	HeaderOriginalTimestamp = failure.HeaderOriginalTimestamp
+	HeaderErrorClass        = failure.HeaderErrorClass
+	HeaderErrorMessage      = failure.HeaderErrorMessage
+	HeaderAttempt           = failure.HeaderAttempt
+	HeaderFirstFailure      = failure.HeaderFirstFailure
+	HeaderLastFailure       = failure.HeaderLastFailure
+	HeaderDueAt             = failure.HeaderDueAt
 )
 
 // MaxErrorMessageBytes bounds the error message header.
-const MaxErrorMessageBytes = 4096
+const MaxErrorMessageBytes = failure.MaxErrorMessageBytes
 
 // failureInfo is what Sluice's headers say about a record's past.
 type failureInfo struct {

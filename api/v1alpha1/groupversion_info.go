@@ -25,7 +25,7 @@ var (
 )
 
 func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &StreamPipeline{}, &StreamPipelineList{})
+	s.AddKnownTypes(GroupVersion, &StreamPipeline{}, &StreamPipelineList{}, &StreamReplay{}, &StreamReplayList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }
