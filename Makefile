@@ -12,6 +12,7 @@ KUSTOMIZE_VERSION ?= v5.8.2
 KIND_VERSION ?= v0.33.0
 # Prometheus 3.x releases are the module's v0.3xx.y tags (v0.316.0 is Prometheus 3.16.0).
 PROMETHEUS_VERSION ?= v0.316.0
+HELM_VERSION ?= v3.22.0
 
 # Build outputs of this clone go to bin/. Heavy downloads and builds (tools, the
 # envtest and cluster binaries, Kafka's jars) are cached by version outside the
@@ -25,6 +26,7 @@ GOLANGCI_LINT ?= $(TOOLBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 KUSTOMIZE ?= $(TOOLBIN)/kustomize-$(KUSTOMIZE_VERSION)
 KIND ?= $(TOOLBIN)/kind-$(KIND_VERSION)
 PROMTOOL ?= $(TOOLBIN)/promtool-$(PROMETHEUS_VERSION)
+HELM ?= $(TOOLBIN)/helm-$(HELM_VERSION)
 ENVTEST_ASSETS ?= $(SLUICE_CACHE)/k8s/$(K8S_VERSION)
 
 export GOTOOLCHAIN = local
@@ -47,8 +49,9 @@ demo: ## Run Sluice end to end here: API server, kfake, operator, real workers, 
 ##@ Development
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC from the markers.
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC from the markers (and copy them into charts/sluice).
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/...;./controllers/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	hack/sync-chart.sh
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code from the markers.
@@ -83,8 +86,8 @@ postgres: ## Install the PostgreSQL server (Debian package) the sink and crash t
 	hack/install-postgres.sh
 
 .PHONY: test
-test: verify-generated vet envtest postgres promtool ## Run all tests (unit, envtest, kfake, PostgreSQL, crash) after checking generated files.
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) PROMTOOL=$(PROMTOOL) go test ./... -count=1 -race -coverprofile cover.out
+test: verify-generated vet envtest postgres promtool $(HELM) $(KUSTOMIZE) ## Run all tests (unit, envtest, kfake, PostgreSQL, crash) after checking generated files.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) PROMTOOL=$(PROMTOOL) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) go test ./... -count=1 -race -coverprofile cover.out
 	@# Allocation counts, without the race detector (files tagged !race).
 	go test -count=1 -run 'Allocates' ./worker/sink/
 
@@ -231,6 +234,22 @@ kustomize-check: $(KUSTOMIZE) ## Check that every kustomization builds.
 	@for d in config/default config/crd config/rbac config/manager config/samples config/prometheus; do \
 	  $(KUSTOMIZE) build $$d >/dev/null || { echo "kustomize build $$d failed"; exit 1; }; done
 
+##@ Helm chart (charts/sluice)
+
+# Every optional value on, plus the dashboard once the chart holds one.
+CHART_ALL_VALUES = -f charts/sluice/ci/all-values.yaml $(if $(wildcard charts/sluice/dashboards/*.json),--set dashboards.enabled=true)
+
+.PHONY: helm-lint
+helm-lint: $(HELM) ## helm lint charts/sluice; helm template with the default values and with every option on.
+	$(HELM) lint --strict charts/sluice
+	$(HELM) lint --strict charts/sluice $(CHART_ALL_VALUES)
+	$(HELM) template sluice charts/sluice -n sluice-system --include-crds >/dev/null
+	$(HELM) template sluice charts/sluice -n sluice-system --include-crds $(CHART_ALL_VALUES) >/dev/null
+
+.PHONY: chart-check
+chart-check: $(HELM) $(KUSTOMIZE) ## Check that the chart installs what kustomize build config/default does (charts/chart_test.go).
+	HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) go test -count=1 ./charts/
+
 ##@ End to end (docs/e2e.md)
 
 # test-e2e brings nothing up: it runs test/e2e (build tag e2e) against the
@@ -286,8 +305,12 @@ $(PROMTOOL):
 	GOBIN=$(TOOLBIN)/.gobin-$(notdir $@) go install -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION)
 	mv $(TOOLBIN)/.gobin-$(notdir $@)/promtool $@
 
+$(HELM):
+	GOBIN=$(TOOLBIN)/.gobin-$(notdir $@) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(TOOLBIN)/.gobin-$(notdir $@)/helm $@
+
 .PHONY: promtool
 promtool: $(PROMTOOL) ## Build promtool (checks and unit-tests config/prometheus/rules.yaml).
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(KUSTOMIZE) $(PROMTOOL) ## Install every tool.
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(KUSTOMIZE) $(PROMTOOL) $(HELM) ## Install every tool.
