@@ -18,9 +18,16 @@ import (
 // Secrets are only read, never copied; the operator keeps what it read for this
 // reconcile only (its own Kafka connection needs the credentials).
 func (r *StreamPipelineReconciler) reconcileSecrets(ctx context.Context, s *scope) error {
+	return readSecrets(ctx, r.APIReader, s)
+}
+
+// readSecrets reads the Secrets s's pipeline references, uncached, into
+// s.secrets; a missing Secret or key is a stalledError that names it. A
+// StreamReplay reads its pipeline's the same way.
+func readSecrets(ctx context.Context, reader client.Reader, s *scope) error {
 	for _, m := range render.SecretMounts(s.sp) {
 		secret := &corev1.Secret{}
-		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: s.sp.Namespace, Name: m.SecretName}, secret)
+		err := reader.Get(ctx, client.ObjectKey{Namespace: s.sp.Namespace, Name: m.SecretName}, secret)
 		if apierrors.IsNotFound(err) {
 			return stalled(sluicev1.ReasonSecretNotFound, "Secret %s/%s referenced by %s not found", s.sp.Namespace, m.SecretName, m.Field)
 		}

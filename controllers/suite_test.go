@@ -109,6 +109,15 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "FAIL: setup:", err)
 		return 1
 	}
+	if err := (&StreamReplayReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("sluice-operator"),
+		KafkaOpts: []kgo.Opt{kgo.MetadataMinAge(100 * time.Millisecond)},
+	}).SetupWithManager(mgr); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: setup replays:", err)
+		return 1
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()

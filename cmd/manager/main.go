@@ -89,6 +89,14 @@ func main() {
 		log.Error(err, "unable to set up the StreamPipeline controller")
 		os.Exit(1)
 	}
+	if err := (&controllers.StreamReplayReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("sluice-operator"),
+	}).SetupWithManager(mgr); err != nil {
+		log.Error(err, "unable to set up the StreamReplay controller")
+		os.Exit(1)
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		log.Error(err, "unable to set up health check")
 		os.Exit(1)
