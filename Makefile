@@ -247,8 +247,8 @@ helm-lint: $(HELM) ## helm lint charts/sluice; helm template with the default va
 	$(HELM) template sluice charts/sluice -n sluice-system --include-crds $(CHART_ALL_VALUES) >/dev/null
 
 .PHONY: chart-check
-chart-check: $(HELM) $(KUSTOMIZE) ## Check that the chart installs what kustomize build config/default does (charts/chart_test.go).
-	HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) go test -count=1 ./charts/
+chart-check: $(HELM) $(KUSTOMIZE) envtest ## Check that the chart installs what kustomize build config/default does, and on a real API server (charts/).
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) go test -count=1 ./charts/
 
 ##@ End to end (docs/e2e.md)
 
