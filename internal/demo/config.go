@@ -45,6 +45,13 @@ type Config struct {
 	// Plain prints a status line every few seconds instead of the live view,
 	// even on a terminal.
 	Plain bool
+	// MetricsBindAddress is where the operator serves its metrics, as
+	// cmd/manager's --metrics-bind-address ("0", the default: nowhere, so that
+	// the demo binds no fixed port).
+	MetricsBindAddress string
+	// ScrapeTargets, when set, is a folder where the demo keeps Prometheus
+	// file_sd files for the operator and every worker pod (scrapetargets.go).
+	ScrapeTargets string
 }
 
 // BindFlags registers the demo's flags on fs.
@@ -63,6 +70,8 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.SummaryJSON, "summary-json", "", "Also write the summary as JSON to this file.")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 90*time.Second, "After the load stops, how long to wait for every record to be delivered or dead-lettered.")
 	fs.BoolVar(&c.Plain, "plain", false, "Print a status line every few seconds instead of the live view.")
+	fs.StringVar(&c.MetricsBindAddress, "metrics-bind-address", "0", "Where the operator serves its Prometheus metrics, e.g. 127.0.0.1:8080 (\"0\": off).")
+	fs.StringVar(&c.ScrapeTargets, "scrape-targets", "", "Keep Prometheus file_sd files for the operator ("+OperatorTargetsFile+") and every worker pod ("+WorkerTargetsFile+") in this folder (docs/observability.md).")
 }
 
 // Validate checks the flags' values.

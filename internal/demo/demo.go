@@ -194,8 +194,12 @@ func (d *run) run(ctx context.Context) (Summary, error) {
 		return Summary{}, err
 	}
 
+	metricsAddress := cfg.MetricsBindAddress
+	if metricsAddress == "" {
+		metricsAddress = "0" // controller-runtime would take "" for its default, :8080
+	}
 	opCtx, stopOperator := context.WithCancel(context.Background())
-	opDone, err := startOperator(opCtx, cp.env.Config, cp.env.Scheme)
+	opDone, err := startOperator(opCtx, cp.env.Config, cp.env.Scheme, metricsAddress)
 	if err != nil {
 		stopOperator()
 		return Summary{}, err
@@ -207,6 +211,9 @@ func (d *run) run(ctx context.Context) (Summary, error) {
 		}
 	})
 	d.say("operator: the real StreamPipeline controller and lag observer, in this process, with cmd/manager's defaults (log: %s)", filepath.Join(logs, "operator.log"))
+	if metricsAddress != "0" {
+		d.say("operator: metrics at http://%s/metrics", metricsAddress)
+	}
 
 	if err := <-workerBuilt; err != nil {
 		return Summary{}, err
@@ -221,6 +228,18 @@ func (d *run) run(ctx context.Context) (Summary, error) {
 		d.runner.stopAll(context.Background())
 	})
 	d.say("pod runner: stands in for a kubelet; runs each worker pod as a cmd/worker process (no containers, no images, no scheduling); pods in %s", filepath.Join(d.state, "pods"))
+	if cfg.ScrapeTargets != "" {
+		targetsCtx, stopTargets := context.WithCancel(context.Background())
+		targetsDone := make(chan error, 1)
+		go func() { targetsDone <- writeScrapeTargets(targetsCtx, cfg.ScrapeTargets, metricsAddress, d.runner) }()
+		d.onStop(func() {
+			stopTargets()
+			if err := <-targetsDone; err != nil {
+				d.say("scrape targets: %v", err)
+			}
+		})
+		d.say("scrape targets: Prometheus file_sd files %s and %s in %s", OperatorTargetsFile, WorkerTargetsFile, cfg.ScrapeTargets)
+	}
 
 	if err := d.applyPipelines(ctx, cp.env.Client, b.addrs); err != nil {
 		return Summary{}, err

@@ -21,9 +21,10 @@ const workerImage = "sluice-worker:demo"
 // this process, as cmd/manager does: the same cache options, and every
 // interval left at zero so that SetupWithManager applies its defaults, which
 // are cmd/manager's flag defaults (stalled retry 30s, Kafka timeout 15s,
-// status sync 10s, resync 5m, 32 concurrent reconciles). Only the metrics and
-// probe endpoints are off, so that the demo binds no fixed ports.
-func startOperator(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) (<-chan error, error) {
+// status sync 10s, resync 5m, 32 concurrent reconciles). The probe endpoint is
+// off and the metrics endpoint is at metricsAddress ("0": off), so that the
+// demo binds no fixed ports unless asked to.
+func startOperator(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, metricsAddress string) (<-chan error, error) {
 	// As cmd/manager (ctrl.GetConfig): no client-side rate limit; the API
 	// server's priority and fairness governs.
 	cfg = rest.CopyConfig(cfg)
@@ -31,7 +32,7 @@ func startOperator(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Cache:                  controllers.CacheOptions(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
+		Metrics:                metricsserver.Options{BindAddress: metricsAddress},
 		HealthProbeBindAddress: "0",
 	})
 	if err != nil {
