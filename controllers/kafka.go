@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	corev1 "k8s.io/api/core/v1"
+
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/kafka"
 )
@@ -9,20 +11,26 @@ import (
 // and credentials the workers use, read from the Secrets reconcileSecrets
 // fetched.
 func kafkaConn(s *scope) kafka.Conn {
-	k := s.sp.Spec.Kafka
+	return KafkaConnOf(s.sp, s.secrets)
+}
+
+// KafkaConnOf is the pipeline's Kafka connection from Secrets already read
+// (PipelineSecrets): the operator's and the kubectl plugin's.
+func KafkaConnOf(sp *sluicev1.StreamPipeline, secrets map[string]*corev1.Secret) kafka.Conn {
+	k := sp.Spec.Kafka
 	conn := kafka.Conn{Brokers: k.BootstrapServers}
 	if k.TLS != nil {
 		conn.TLS = &kafka.TLS{}
 		if ref := k.TLS.CASecretRef; ref != nil {
-			conn.TLS.CA = s.secrets[ref.Name].Data[ref.Key]
+			conn.TLS.CA = secrets[ref.Name].Data[ref.Key]
 		}
 		if ref := k.TLS.ClientCertSecretRef; ref != nil {
-			conn.TLS.Cert = s.secrets[ref.Name].Data["tls.crt"]
-			conn.TLS.Key = s.secrets[ref.Name].Data["tls.key"]
+			conn.TLS.Cert = secrets[ref.Name].Data["tls.crt"]
+			conn.TLS.Key = secrets[ref.Name].Data["tls.key"]
 		}
 	}
 	if sasl := k.SASL; sasl != nil {
-		data := s.secrets[sasl.SecretRef.Name].Data
+		data := secrets[sasl.SecretRef.Name].Data
 		conn.SASL = &kafka.SASL{Mechanism: string(sasl.Mechanism), Username: string(data["username"]), Password: string(data["password"])}
 	}
 	return conn

@@ -21,6 +21,16 @@ func (r *StreamPipelineReconciler) reconcileSecrets(ctx context.Context, s *scop
 	return readSecrets(ctx, r.APIReader, s)
 }
 
+// PipelineSecrets reads the Secrets sp references (by name), checking the
+// keys the worker reads; for the kubectl plugin, with the user's credentials.
+func PipelineSecrets(ctx context.Context, reader client.Reader, sp *sluicev1.StreamPipeline) (map[string]*corev1.Secret, error) {
+	s := newScope(sp)
+	if err := readSecrets(ctx, reader, s); err != nil {
+		return nil, err
+	}
+	return s.secrets, nil
+}
+
 // readSecrets reads the Secrets s's pipeline references, uncached, into
 // s.secrets; a missing Secret or key is a stalledError that names it. A
 // StreamReplay reads its pipeline's the same way.

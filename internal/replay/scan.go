@@ -98,3 +98,27 @@ func scan(ctx context.Context, conn []kgo.Opt, parts []Partition, fn func(i int,
 func isFatalFetch(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrClientClosed)
 }
+
+// Scan reads parts in offset order per partition and calls fn for each data
+// record (not the transaction markers) before the partitions' ends; fn
+// returning false stops the whole scan. For the kubectl plugin's peeks.
+func Scan(ctx context.Context, conn []kgo.Opt, parts []Partition, fn func(r *kgo.Record) bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopped := false
+	err := scan(ctx, conn, parts, func(_ int, r *kgo.Record) bool {
+		if stopped || r.Attrs.IsControl() {
+			return !stopped
+		}
+		if !fn(r) {
+			stopped = true
+			cancel()
+			return false
+		}
+		return true
+	})
+	if stopped {
+		return nil
+	}
+	return err
+}
