@@ -116,7 +116,7 @@ kafka-down: ## Stop the Kafka cluster and remove its state.
 	hack/kafka.sh down
 
 # The packages whose tests honour SLUICE_TEST_KAFKA (internal/testkafka).
-KAFKA_TEST_PKGS ?= ./internal/kafka/... ./worker/...
+KAFKA_TEST_PKGS ?= ./internal/kafka/... ./internal/replay/... ./worker/...
 KAFKA_TEST_TIMEOUT ?= 30m
 
 .PHONY: test-kafka
