@@ -377,7 +377,10 @@ func TestBrokerFailureLeaderKilledWhileConsumingAndParking(t *testing.T) {
 	w := supervise(t, newWorkerProcess(t, cfg), cfg.Server.Port)
 	waitHealthy(t, cfg.Server.Port)
 
-	produced := produceInBackground(b, wl.total, 500, 100*time.Millisecond, wl.value)
+	// Paced over ~25 s, so that the second kill (after the first node's
+	// restart, which took 15 s on a loaded machine) still lands mid-flow: at
+	// 5,000 records/s the flow had ended by then and the test failed.
+	produced := produceInBackground(b, wl.total, 200, 250*time.Millisecond, wl.value)
 	start := time.Now()
 	progress := func(what string, rows int) {
 		eventually(t, 60*time.Second, what, func() bool { w.check(); n, _ := rowStats(t, conn); return n >= rows })
