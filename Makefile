@@ -27,6 +27,7 @@ KUSTOMIZE ?= $(TOOLBIN)/kustomize-$(KUSTOMIZE_VERSION)
 KIND ?= $(TOOLBIN)/kind-$(KIND_VERSION)
 PROMTOOL ?= $(TOOLBIN)/promtool-$(PROMETHEUS_VERSION)
 HELM ?= $(TOOLBIN)/helm-$(HELM_VERSION)
+PROMETHEUS ?= $(TOOLBIN)/prometheus-$(PROMETHEUS_VERSION)
 ENVTEST_ASSETS ?= $(SLUICE_CACHE)/k8s/$(K8S_VERSION)
 
 export GOTOOLCHAIN = local
@@ -94,6 +95,12 @@ test: verify-generated vet envtest postgres promtool $(HELM) $(KUSTOMIZE) ## Run
 .PHONY: test-short
 test-short: ## Run the unit tests only (no API server).
 	go test -short ./...
+
+# Not part of test: it runs the demo (API server, kfake, operator, worker
+# processes, load) for about a minute with a Prometheus scraping it.
+.PHONY: test-dashboard
+test-dashboard: envtest prometheus ## Prove config/grafana/sluice.json and the alerts on a real Prometheus scraping the demo's operator and workers.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) PROMETHEUS=$(PROMETHEUS) go test -race -tags dashboard -count=1 -timeout 10m -run '^TestDashboardOnARealPrometheus$$' -v ./config/grafana/
 
 .PHONY: mutation-check
 mutation-check: postgres ## Break the worker on purpose (in a copy of the tree) and show the crash/delivery tests catching each mutation.
@@ -311,6 +318,15 @@ $(HELM):
 
 .PHONY: promtool
 promtool: $(PROMTOOL) ## Build promtool (checks and unit-tests config/prometheus/rules.yaml).
+
+# The server, built like promtool (same version and tags) and without the web
+# UI's assets (the builtinassets tag): test-dashboard only uses its HTTP API.
+$(PROMETHEUS):
+	GOBIN=$(TOOLBIN)/.gobin-$(notdir $@) go install -tags remove_all_sd github.com/prometheus/prometheus/cmd/prometheus@$(PROMETHEUS_VERSION)
+	mv $(TOOLBIN)/.gobin-$(notdir $@)/prometheus $@
+
+.PHONY: prometheus
+prometheus: $(PROMETHEUS) ## Build the Prometheus server (test-dashboard runs it).
 
 .PHONY: tools
 tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(KUSTOMIZE) $(PROMTOOL) $(HELM) ## Install every tool.
