@@ -62,6 +62,9 @@ type StreamReplayReconciler struct {
 	// lastProgress throttles progress writes per replay.
 	mu           sync.Mutex
 	lastProgress map[types.NamespacedName]time.Time
+	// conns and groups of the running replays, to delete the group at the end.
+	conns  map[types.NamespacedName][]kgo.Opt
+	groups map[types.NamespacedName]string
 }
 
 // +kubebuilder:rbac:groups=streaming.sluice.dev,resources=streamreplays,verbs=get;list;watch;update;patch
@@ -125,7 +128,9 @@ func (r *StreamReplayReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if !r.runs.ensure(req.NamespacedName, func(runCtx context.Context) { r.redrive(runCtx, req.NamespacedName, plan, conn, sr.RateLimitOr()) }) {
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
-	return ctrl.Result{}, nil
+	// Looked at again while Running: a run that ended without recording its
+	// end (its status write failed) is started again, and resumes at the end.
+	return ctrl.Result{RequeueAfter: replayWaitInterval}, nil
 }
 
 func ownedBy(sr *sluicev1.StreamReplay, sp *sluicev1.StreamPipeline) bool {
@@ -251,6 +256,9 @@ func (r *StreamReplayReconciler) redrive(ctx context.Context, key types.Namespac
 			time.Sleep(time.Second)
 			continue
 		}
+		r.mu.Lock()
+		r.conns[key], r.groups[key] = conn, plan.group
+		r.mu.Unlock()
 		d := &replay.Redrive{Conn: conn, Group: plan.group, TransactionalID: plan.transactionalID,
 			Parts: snapshotParts(sr.Status.Snapshot), Select: plan.sel, Target: plan.target, Kind: plan.kind,
 			By: key.Namespace + "/" + key.Name, RateLimit: int(rateLimit),
@@ -306,6 +314,33 @@ func (r *StreamReplayReconciler) progress(ctx context.Context, key types.Namespa
 		if r.Get(ctx, key, sr) == nil {
 			r.event(sr, corev1.EventTypeNormal, ReasonReplayComplete, "%s", message)
 		}
+		r.deleteProgressGroup(ctx, key)
+	}
+}
+
+// deleteProgressGroup removes the replay's consumer group once Complete is
+// recorded (never before: a run restarted after the last copy but before
+// the status write must find its position, or it would copy everything
+// again). Best effort: an empty group expires with the broker's offset
+// retention anyway.
+func (r *StreamReplayReconciler) deleteProgressGroup(ctx context.Context, key types.NamespacedName) {
+	r.mu.Lock()
+	conn, group := r.conns[key], r.groups[key]
+	delete(r.conns, key)
+	delete(r.groups, key)
+	r.mu.Unlock()
+	if conn == nil {
+		return
+	}
+	cl, err := kgo.NewClient(conn...)
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).DeleteGroup(kctx, group); err != nil {
+		logf.FromContext(ctx).Info("could not delete the replay's consumer group; it expires with the broker's offset retention", "group", group, "err", err.Error())
 	}
 }
 
@@ -379,6 +414,8 @@ func (r *StreamReplayReconciler) event(sr *sluicev1.StreamReplay, kind, reason, 
 func (r *StreamReplayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.runs = newReplayRuns()
 	r.lastProgress = map[types.NamespacedName]time.Time{}
+	r.conns = map[types.NamespacedName][]kgo.Opt{}
+	r.groups = map[types.NamespacedName]string{}
 	if err := mgr.Add(r.runs); err != nil {
 		return err
 	}

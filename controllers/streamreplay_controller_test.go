@@ -148,6 +148,11 @@ func TestStreamReplayRedrivesTheDeadLettersOfOneClass(t *testing.T) {
 	g.Expect(h).To(HaveKeyWithValue(failure.HeaderErrorClass, "poison"))
 	g.Eventually(func(g Gomega) []string { return replayEventReasons(g, got) }).WithTimeout(timeout).WithPolling(poll).
 		Should(ContainElements(ReasonReplayStarted, ReasonReplayComplete))
+	g.Eventually(func(g Gomega) {
+		groups, err := k.adm.ListGroups(context.Background())
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(groups.Groups()).NotTo(ContainElement(got.Status.ProgressGroup), "the replay's group is deleted once Complete is recorded")
+	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
 }
 
 func TestStreamReplayDryRunCountsAndCopiesNothing(t *testing.T) {
