@@ -70,7 +70,7 @@ func TestRedriveCrashesCopyEachSelectedRecordOnce(t *testing.T) {
 	f := newDLQ(t, c, "crash", 100_000)
 	var s childSpec
 	s.Brokers = c.Brokers
-	s.Redrive.Group, s.Redrive.TransactionalID = "sluice-replay.crash", "sluice-replay.crash"
+	s.Redrive.Group, s.Redrive.TransactionalID = "sluice-replay."+f.dlq, "sluice-replay."+f.dlq
 	s.Redrive.Target, s.Redrive.By = f.target, "ns/crash"
 	s.Redrive.Parts = snapshotOf(t, c, f.dlq, nil, time.Time{})
 	s.Redrive.Select = Selection{MaxRedrives: 3}

@@ -39,6 +39,8 @@ func (f dlqFixture) redrives(i int) int {
 
 func newDLQ(t *testing.T, c *testkafka.Cluster, name string, n int) dlqFixture {
 	t.Helper()
+	// Unique names: a real cluster keeps a failed test's topics.
+	name += "-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	f := dlqFixture{dlq: name + ".dlq", target: name + ".retry.1", n: n, base: time.Now().Add(-time.Hour).Truncate(time.Millisecond)}
 	c.CreateTopics(t, 3, 0, nil, f.dlq, f.target, ParkedTopic(f.dlq))
 	f.produce(t, c, 0, n)
@@ -174,7 +176,7 @@ func TestRedriveCopiesEachSelectedRecordOnceAndEnds(t *testing.T) {
 	f.produce(t, c, f.n, f.n+300)
 
 	sel := Selection{Classes: []string{"poison"}, MaxRedrives: 3}
-	d := &Redrive{Conn: conn(c), Group: "sluice-replay.redrive", TransactionalID: "sluice-replay.redrive", Parts: parts,
+	d := &Redrive{Conn: conn(c), Group: "sluice-replay." + f.dlq, TransactionalID: "sluice-replay." + f.dlq, Parts: parts,
 		Select: sel, Target: f.target, Kind: ToRetryTopic, By: "ns/redrive"}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
