@@ -19,14 +19,18 @@ import (
 // makes the largest part of each object. apply() looks up a name the cache
 // doesn't know with an uncached read, so a foreign object without the label is
 // still never taken over.
-func CacheOptions() cache.Options {
+//
+// With namespaces (cmd/manager --watch-namespaces), every informer lists and
+// watches only those; without, the whole cluster.
+func CacheOptions(namespaces ...string) cache.Options {
 	managed, err := labels.NewRequirement(sluicev1.LabelPipeline, selection.Exists, nil)
 	if err != nil {
 		panic(err) // a constant label key; can't fail
 	}
 	sel := labels.NewSelector().Add(*managed)
 	return cache.Options{
-		DefaultTransform: cache.TransformStripManagedFields(),
+		DefaultTransform:  cache.TransformStripManagedFields(),
+		DefaultNamespaces: watchedCacheNamespaces(namespaces),
 		ByObject: map[client.Object]cache.ByObject{
 			&appsv1.Deployment{}:            {Label: sel},
 			&corev1.ConfigMap{}:             {Label: sel},

@@ -3,16 +3,21 @@
 package main
 
 import (
+	"crypto/tls"
 	"flag"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
@@ -22,6 +27,12 @@ import (
 func main() {
 	var (
 		metricsAddr          string
+		metricsSecure        bool
+		metricsCertPath      string
+		metricsCertName      string
+		metricsCertKey       string
+		enableHTTP2          bool
+		watchNamespaces      string
 		probeAddr            string
 		leaderElect          bool
 		workerImage          string
@@ -32,7 +43,22 @@ func main() {
 		topicDeletionTimeout time.Duration
 		concurrency          int
 	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443",
+		"Address of the Prometheus metrics endpoint (HTTPS unless --metrics-secure=false, e.g. :8080 then); 0 disables it.")
+	flag.BoolVar(&metricsSecure, "metrics-secure", true,
+		"Serve the metrics over HTTPS, only to clients whose token the API server authenticates (TokenReview) and "+
+			"allows to get /metrics (SubjectAccessReview; the metrics-reader ClusterRole). false: plain HTTP to anyone.")
+	flag.StringVar(&metricsCertPath, "metrics-cert-path", "",
+		"Folder of the metrics endpoint's certificate and key, reloaded when they change (e.g. a mounted cert-manager Secret); "+
+			"empty: a self-signed certificate made at start.")
+	flag.StringVar(&metricsCertName, "metrics-cert-name", "tls.crt", "The certificate's file in --metrics-cert-path.")
+	flag.StringVar(&metricsCertKey, "metrics-cert-key", "tls.key", "The key's file in --metrics-cert-path.")
+	flag.BoolVar(&enableHTTP2, "enable-http2", false,
+		"Let the metrics endpoint speak HTTP/2; off by default against HTTP/2's stream cancellation and rapid reset attacks (CVE-2023-39325, CVE-2023-44487).")
+	flag.StringVar(&watchNamespaces, "watch-namespaces", os.Getenv("SLUICE_WATCH_NAMESPACES"),
+		"Comma-separated namespaces whose StreamPipelines and StreamReplays the operator reconciles and whose Secrets it reads; "+
+			"empty: every namespace (default: $SLUICE_WATCH_NAMESPACES). With it, Roles in those namespaces are all the "+
+			"namespaced access it needs (docs/security.md).")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one of several replicas reconciles.")
 	flag.StringVar(&workerImage, "worker-image", os.Getenv("SLUICE_WORKER_IMAGE"),
@@ -53,14 +79,26 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
+	namespaces, err := controllers.ParseWatchNamespaces(watchNamespaces)
+	if err != nil {
+		log.Error(err, "invalid --watch-namespaces")
+		os.Exit(2)
+	}
+	cfg := ctrl.GetConfigOrDie()
+	metrics, certs, err := metricsOptions(metricsAddr, metricsSecure, enableHTTP2, metricsCertPath, metricsCertName, metricsCertKey)
+	if err != nil {
+		log.Error(err, "unable to set up the metrics endpoint's certificate", "path", metricsCertPath)
+		os.Exit(1)
+	}
+
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(sluicev1.AddToScheme(scheme))
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
-		Cache:                  controllers.CacheOptions(),
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		Cache:                  controllers.CacheOptions(namespaces...),
+		Metrics:                metrics,
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "sluice-operator.streaming.sluice.dev",
@@ -73,10 +111,19 @@ func main() {
 		log.Error(err, "unable to create manager")
 		os.Exit(1)
 	}
+	if certs != nil {
+		if err := mgr.Add(certs); err != nil {
+			log.Error(err, "unable to watch the metrics certificate")
+			os.Exit(1)
+		}
+	}
+	// Secrets, and names the cache doesn't know, are read uncached: only in
+	// the watched namespaces.
+	apiReader := controllers.WatchedOnly(mgr.GetAPIReader(), namespaces)
 
 	if err := (&controllers.StreamPipelineReconciler{
 		Client:                  mgr.GetClient(),
-		APIReader:               mgr.GetAPIReader(),
+		APIReader:               apiReader,
 		Recorder:                mgr.GetEventRecorder("sluice-operator"),
 		WorkerImage:             workerImage,
 		StalledRetryInterval:    stalledRetryInterval,
@@ -91,7 +138,7 @@ func main() {
 	}
 	if err := (&controllers.StreamReplayReconciler{
 		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
+		APIReader: apiReader,
 		Recorder:  mgr.GetEventRecorder("sluice-operator"),
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "unable to set up the StreamReplay controller")
@@ -109,9 +156,45 @@ func main() {
 	if workerImage == "" {
 		log.Info("no --worker-image: pipelines without spec.image will be Stalled")
 	}
+	if len(namespaces) > 0 {
+		log.Info("watching only some namespaces", "namespaces", strings.Join(namespaces, ","))
+	}
+	if !metricsSecure && metricsAddr != "0" {
+		log.Info("metrics served over plain HTTP to anyone who can connect (--metrics-secure=false)", "address", metricsAddr)
+	}
 	log.Info("starting manager")
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "manager stopped with an error")
 		os.Exit(1)
 	}
+}
+
+// metricsOptions serve the metrics the way current kubebuilder scaffolds do:
+// HTTPS, and only to a client whose bearer token the API server authenticates
+// and authorizes for GET /metrics (the manager needs tokenreviews and
+// subjectaccessreviews create, config/rbac/metrics_auth_role.yaml). The
+// certificate is self-signed unless certPath holds one; then certs (a runnable
+// for the manager) reloads it when it changes. secure=false serves plain HTTP,
+// without either.
+func metricsOptions(addr string, secure, http2 bool, certPath, certName, keyName string) (metricsserver.Options, *certwatcher.CertWatcher, error) {
+	opts := metricsserver.Options{BindAddress: addr, SecureServing: secure}
+	if !secure {
+		return opts, nil, nil
+	}
+	opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	if !http2 {
+		opts.TLSOpts = append(opts.TLSOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	if certPath == "" {
+		return opts, nil, nil
+	}
+	// certwatcher fails here when the files are missing; left to
+	// metricsserver, a typo in the path would fall back to a self-signed
+	// certificate without a word.
+	certs, err := certwatcher.New(filepath.Join(certPath, certName), filepath.Join(certPath, keyName))
+	if err != nil {
+		return opts, nil, err
+	}
+	opts.TLSOpts = append(opts.TLSOpts, func(c *tls.Config) { c.GetCertificate = certs.GetCertificate })
+	return opts, certs, nil
 }
