@@ -76,7 +76,7 @@ func (s *suite) restartKubelet() error {
 	pidFile := filepath.Join(state, "run", "kubelet.pid")
 	data, err := os.ReadFile(pidFile)
 	if err != nil {
-		return fmt.Errorf("no kubelet PID file (%v): on a cluster other than hack/cluster.sh's, set %s to a command that restarts the kubelet", err, envRestartKubelet)
+		return fmt.Errorf("no kubelet PID file (%w): on a cluster other than hack/cluster.sh's, set %s to a command that restarts the kubelet", err, envRestartKubelet)
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
 	if err != nil {

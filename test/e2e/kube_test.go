@@ -74,14 +74,14 @@ func newKube(kubeconfig string) (*kube, error) {
 // skips: it fails.
 func (k *kube) preflight(ctx context.Context) error {
 	if _, err := k.cs.Discovery().ServerVersion(); err != nil {
-		return fmt.Errorf("the cluster at %s does not answer (%v): start it with `make cluster-up`", k.cfg.Host, err)
+		return fmt.Errorf("the cluster at %s does not answer (%w): start it with `make cluster-up`", k.cfg.Host, err)
 	}
 	if _, err := k.cs.Discovery().ServerResourcesForGroupVersion(sluicev1.GroupVersion.String()); err != nil {
-		return fmt.Errorf("the StreamPipeline CRD is not installed (%v): run `make image install deploy IMG=sluice:dev`", err)
+		return fmt.Errorf("the StreamPipeline CRD is not installed (%w): run `make image install deploy IMG=sluice:dev`", err)
 	}
 	d := &appsv1.Deployment{}
 	if err := k.c.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: operatorDeployment}, d); err != nil {
-		return fmt.Errorf("the operator is not deployed (%v): run `make image install deploy IMG=sluice:dev`", err)
+		return fmt.Errorf("the operator is not deployed (%w): run `make image install deploy IMG=sluice:dev`", err)
 	}
 	if d.Status.AvailableReplicas < 1 {
 		why := podProblems(ctx, k, operatorNamespace, "app.kubernetes.io/component=operator")

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 )
@@ -147,8 +146,8 @@ func checkEffects(effects map[string]int, want []string) effectCheck {
 	wanted := make(map[string]bool, len(want))
 	for _, id := range want {
 		wanted[id] = true
-		switch n := effects[id]; {
-		case n == 0:
+		switch n := effects[id]; n {
+		case 0:
 			c.lost++
 			if len(c.lostIDs) < 10 {
 				c.lostIDs = append(c.lostIDs, id)
@@ -184,11 +183,3 @@ type addrTime struct {
 }
 
 func (a addrTime) String() string { return a.addr + "@" + a.at.Format("15:04:05.000") }
-
-func joinStrings[T fmt.Stringer](xs []T) string {
-	parts := make([]string, len(xs))
-	for i, x := range xs {
-		parts[i] = x.String()
-	}
-	return strings.Join(parts, ", ")
-}

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -82,9 +83,8 @@ func TestScenario5InvalidManifestsAreRefused(t *testing.T) {
 }
 
 func asExit(err error, exit **exec.ExitError) bool {
-	e, ok := err.(*exec.ExitError)
-	*exit = e
-	return ok && e.ExitCode() != 0
+	ok := errors.As(err, exit)
+	return ok && (*exit).ExitCode() != 0
 }
 
 func firstLine(s string) string {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -85,9 +84,7 @@ func run(m *testing.M) int {
 // refused a status write (issue 10, defect 3).
 func (s *suite) rejectedStatusWrites() []logLine {
 	var out []logLine
-	for _, l := range s.managers.grep("is invalid") {
-		out = append(out, l)
-	}
+	out = append(out, s.managers.grep("is invalid")...)
 	for _, l := range s.managers.grep("status") {
 		if strings.Contains(l.text, "rror") && (strings.Contains(l.text, "patch") || strings.Contains(l.text, "Patch")) &&
 			!strings.Contains(l.text, "is invalid") {
@@ -147,14 +144,4 @@ func (r *report) print(t testing.TB) {
 	}
 	// Printed, not t.Log'ed: the numbers are the point of a passing run too.
 	fmt.Print(b.String())
-}
-
-// sortedKeys of a map, for stable output.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
