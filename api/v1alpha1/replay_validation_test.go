@@ -32,6 +32,12 @@ func TestStreamReplayAdmission(t *testing.T) {
 		{"source into itself", "spec.target", func(s *sluicev1.StreamReplaySpec) {
 			s.From, s.Target = sluicev1.ReplayFromSource, sluicev1.ReplayTargetSource
 		}},
+		{"retry topics into the first retry topic", "spec.target", func(s *sluicev1.StreamReplaySpec) {
+			s.From, s.Target = sluicev1.ReplayFromRetryTopics, sluicev1.ReplayTargetRetryTopic
+		}},
+		{"retry topics into the source", "", func(s *sluicev1.StreamReplaySpec) {
+			s.From, s.Target = sluicev1.ReplayFromRetryTopics, sluicev1.ReplayTargetSource
+		}},
 		{"failure headers on the source topic", "spec.select", func(s *sluicev1.StreamReplaySpec) {
 			s.From = sluicev1.ReplayFromSource
 			s.Select.ErrorClasses = []sluicev1.ReplayErrorClass{"poison"}

@@ -52,6 +52,7 @@ const (
 // operator restarts (docs/replay.md).
 //
 // +kubebuilder:validation:XValidation:rule="!(self.from == 'Source' && self.target == 'Source')",message="target Source can't be used with from Source: the replay would copy the source topic into itself; use target RetryTopic",fieldPath=".target"
+// +kubebuilder:validation:XValidation:rule="!(self.from == 'RetryTopics' && self.target == 'RetryTopic')",message="target RetryTopic can't be used with from RetryTopics: the first retry topic is one of the topics read, and its records would be processed twice; use target Source",fieldPath=".target"
 // +kubebuilder:validation:XValidation:rule="self.from != 'Source' || !has(self.select.errorClasses) && !has(self.select.messageContains) && !has(self.select.originalPartition) && !has(self.select.originalOffsets)",message="select.errorClasses, messageContains, originalPartition and originalOffsets match Sluice's failure headers, which only records in the dead-letter and retry topics have; from Source selects by time and offsets",fieldPath=".select"
 // +kubebuilder:validation:XValidation:rule="oldSelf == self",message="a StreamReplay's spec can't be changed once created (it describes one run): create another StreamReplay"
 type StreamReplaySpec struct {
