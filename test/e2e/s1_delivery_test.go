@@ -12,9 +12,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/worker"
+	"github.com/sluice-dev/sluice/worker/failure"
 )
 
 // Scenario 1: the http and postgres samples, as the quickstart adapts them,
@@ -161,7 +164,62 @@ func TestScenario1EveryRecordOnceThroughTheSamples(t *testing.T) {
 		t.Errorf("the two pipelines on one source topic share a dead-letter topic: %v", dlqs)
 	}
 	rep.set("scale events", "http %s; postgres %s", httpScale, pgScale)
+	s.redrivePoisonPills(t, rep, httpSP, poison)
 	s.checkNoRejectedStatusWrites(t)
+}
+
+// redrivePoisonPills runs a StreamReplay in the cluster (the operator's
+// RBAC, its Kafka connection): a dry run counts the http pipeline's poison
+// pills, a redrive sends them back through the pipeline once, and since the
+// receiver still refuses them they come back to the DLQ, each once more and
+// carrying its redrive count, with no effect at the sink.
+func (s *suite) redrivePoisonPills(t *testing.T, rep *report, sp *sluicev1.StreamPipeline, poison []string) {
+	ctx := context.Background()
+	run := func(name string, dryRun bool) *sluicev1.StreamReplay {
+		sr := &sluicev1.StreamReplay{ObjectMeta: metav1.ObjectMeta{Namespace: sp.Namespace, Name: name},
+			Spec: sluicev1.StreamReplaySpec{Pipeline: sp.Name, DryRun: dryRun,
+				Select: sluicev1.ReplaySelection{ErrorClasses: []sluicev1.ReplayErrorClass{"poison"}}}}
+		if err := s.k.c.Create(ctx, sr); err != nil {
+			t.Fatalf("create StreamReplay %s: %v", name, err)
+		}
+		got := &sluicev1.StreamReplay{}
+		eventually(t, 2*time.Minute, "StreamReplay "+name+" Complete", func() (bool, string) {
+			if err := s.k.c.Get(ctx, client.ObjectKeyFromObject(sr), got); err != nil {
+				return false, err.Error()
+			}
+			return got.Status.Phase == sluicev1.ReplayPhaseComplete, fmt.Sprintf("%s: %s", got.Status.Phase, got.Status.Message)
+		})
+		return got
+	}
+	count := run("count-pills", true)
+	if count.Status.Matched == nil || *count.Status.Matched != int64(len(poison)) {
+		t.Errorf("dry run matched %v, want %d", count.Status.Matched, len(poison))
+	}
+	rep.mark("dry run")
+	redrive := run("redrive-pills", false)
+	rep.set("redrive", "%d copied to %s, %d parked", redrive.Status.Done, redrive.Status.Target, redrive.Status.Parked)
+	if redrive.Status.Done != int64(len(poison)) {
+		t.Errorf("redrive copied %d, want %d", redrive.Status.Done, len(poison))
+	}
+	dlq := sp.DeadLetterTopic()
+	eventually(t, 2*time.Minute, "the redriven pills back in "+dlq+" (the receiver still refuses them)", func() (bool, string) {
+		back := 0
+		for _, r := range s.b.readAll(t, dlq) {
+			for _, h := range r.Headers {
+				if h.Key == failure.HeaderRedriveCount && string(h.Value) == "1" {
+					back++
+				}
+			}
+		}
+		return back == len(poison), fmt.Sprintf("%d of %d back with sluice-redrive-count 1", back, len(poison))
+	})
+	rep.mark("redriven pills back in the DLQ")
+	effects := s.recv.report(sp.Namespace, sp.Name).effects
+	for _, id := range poison {
+		if effects[id] > 0 {
+			t.Errorf("poison pill %s had an effect at the sink after the redrive", id)
+		}
+	}
 }
 
 // checkDLQ checks the DLQ's records against the poison pills: each record is
