@@ -67,6 +67,50 @@ func TestChartInstallsWhatConfigDefaultDoes(t *testing.T) {
 	reportDiffs(t, Diff(chart, kust), "follow config/default in charts/sluice/templates with the default values")
 }
 
+// TestChartWithWatchNamespacesInstallsWhatConfigNamespacedDoes compares the
+// namespace-scoped mode: the chart with watchNamespaces set to the namespaces
+// config/namespaced's manager watches, against that overlay.
+func TestChartWithWatchNamespacesInstallsWhatConfigNamespacedDoes(t *testing.T) {
+	kust := withoutNotInChart(kustomizeBuild(t, filepath.Join(root(t), "config", "namespaced")))
+	watched := watchedNamespaces(t, kust)
+	if len(watched) < 2 {
+		t.Fatalf("config/namespaced watches %q: the comparison wants a list of at least two", watched)
+	}
+	keys := []Key{{Kind: "ClusterRole", Name: "sluice-metrics-auth-role"}}
+	for _, ns := range watched {
+		keys = append(keys, Key{Kind: "Role", Namespace: ns, Name: "sluice-manager-role"},
+			Key{Kind: "RoleBinding", Namespace: ns, Name: "sluice-manager-rolebinding"})
+	}
+	mustHave(t, kust, keys...)
+	for _, k := range []Key{{Kind: "ClusterRole", Name: "sluice-manager-role"}, {Kind: "ClusterRoleBinding", Name: "sluice-manager-rolebinding"}} {
+		if find(kust, k) != nil {
+			t.Errorf("config/namespaced builds %s: its manager must have no cluster-wide namespaced access", k)
+		}
+	}
+	chart := mustHelmTemplate(t, "--set", "watchNamespaces={"+strings.Join(watched, ",")+"}")
+	reportDiffs(t, Diff(chart, kust), "follow config/namespaced in charts/sluice/templates with watchNamespaces set")
+}
+
+// watchedNamespaces returns the manager's --watch-namespaces in objs.
+func watchedNamespaces(t *testing.T, objs []*unstructured.Unstructured) []string {
+	t.Helper()
+	d := find(objs, Key{Kind: "Deployment", Namespace: namespace, Name: "sluice-controller-manager"})
+	if d == nil {
+		t.Fatal("no Deployment sluice-controller-manager")
+	}
+	cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	for _, c := range cs {
+		args, _, _ := unstructured.NestedStringSlice(c.(map[string]any), "args")
+		for _, a := range args {
+			if v, ok := strings.CutPrefix(a, "--watch-namespaces="); ok {
+				return strings.Split(v, ",")
+			}
+		}
+	}
+	t.Fatalf("%s has no --watch-namespaces", KeyOf(d))
+	return nil
+}
+
 // config/default leaves config/prometheus commented out, for clusters without
 // the Prometheus Operator; its comment says to uncomment it. The chart's
 // prometheus.* values are that line.

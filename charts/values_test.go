@@ -15,10 +15,13 @@ var (
 	leaderBindingKey = Key{Kind: "RoleBinding", Namespace: namespace, Name: "sluice-leader-election-rolebinding"}
 	metricsKey       = Key{Kind: "Service", Namespace: namespace, Name: "sluice-controller-manager-metrics"}
 	monitorKey       = Key{Kind: "ServiceMonitor", Namespace: namespace, Name: "sluice-controller-manager"}
+	clusterRoleKey   = Key{Kind: "ClusterRole", Name: "sluice-manager-role"}
+	metricsAuthKey   = Key{Kind: "ClusterRole", Name: "sluice-metrics-auth-role"}
+	metricsReaderKey = Key{Kind: "ClusterRole", Name: "sluice-metrics-reader"}
 )
 
 // The args and env the default values give the manager (config/manager's).
-var defaultArgs = []string{"--leader-elect", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081"}
+var defaultArgs = []string{"--leader-elect", "--metrics-bind-address=:8443", "--health-probe-bind-address=:8081"}
 
 // rendered is one rendering of the chart, with accessors for what the cases check.
 type rendered struct {
@@ -68,6 +71,17 @@ func (r rendered) env(name string) string {
 	}
 	r.t.Fatalf("the manager has no env %s", name)
 	return ""
+}
+
+// endpoint is the first scrape endpoint of the ServiceMonitor k.
+func (r rendered) endpoint(k Key) map[string]any {
+	r.t.Helper()
+	eps, _, _ := unstructured.NestedSlice(r.get(k).Object, "spec", "endpoints")
+	if len(eps) == 0 {
+		r.t.Fatalf("%s has no endpoints", k)
+	}
+	ep, _ := eps[0].(map[string]any)
+	return ep
 }
 
 func (r rendered) str(k Key, fields ...string) string {
@@ -232,6 +246,104 @@ func TestChartValues(t *testing.T) {
 					r.t.Errorf("ServiceMonitor label release = %q", got)
 				}
 			},
+		},
+		{
+			name:  "watched namespaces: the flag, and a Role and RoleBinding in each instead of the ClusterRole",
+			flags: []string{"--set", "watchNamespaces={team-a,team-b}"},
+			check: func(r rendered) {
+				if want := append(slices.Clone(defaultArgs), "--watch-namespaces=team-a,team-b"); !slices.Equal(r.args(), want) {
+					r.t.Errorf("args = %q, want %q", r.args(), want)
+				}
+				if r.has(clusterRoleKey) || r.has(Key{Kind: "ClusterRoleBinding", Name: "sluice-manager-rolebinding"}) {
+					r.t.Error("the manager's ClusterRole or its binding is rendered with watchNamespaces")
+				}
+				cluster := rendered{t: r.t, objs: mustHelmTemplate(r.t)}.get(clusterRoleKey)
+				for _, ns := range []string{"team-a", "team-b"} {
+					role := r.get(Key{Kind: "Role", Namespace: ns, Name: "sluice-manager-role"})
+					for _, d := range diffRules(role.Object["rules"], cluster.Object["rules"]) {
+						r.t.Errorf("the Role in %s against the ClusterRole without watchNamespaces: %s", ns, d)
+					}
+					b := Key{Kind: "RoleBinding", Namespace: ns, Name: "sluice-manager-rolebinding"}
+					if got := r.str(b, "roleRef", "kind") + "/" + r.str(b, "roleRef", "name"); got != "Role/sluice-manager-role" {
+						r.t.Errorf("%s refers to %s", b, got)
+					}
+					s, _, _ := unstructured.NestedSlice(r.get(b).Object, "subjects")
+					if len(s) != 1 || fmt.Sprint(s[0].(map[string]any)["namespace"], "/", s[0].(map[string]any)["name"]) != namespace+"/sluice-controller-manager" {
+						r.t.Errorf("%s binds %v, want the operator's ServiceAccount", b, s)
+					}
+				}
+				if !r.has(metricsAuthKey) {
+					r.t.Error("no metrics auth ClusterRole with watchNamespaces: TokenReviews are cluster-scoped")
+				}
+			},
+		},
+		{
+			name:    "a watched namespace Kubernetes would refuse is refused",
+			flags:   []string{"--set", "watchNamespaces={Team-A}"},
+			wantErr: "watchNamespaces",
+		},
+		{
+			name:    "watch-namespaces in extraArgs is refused",
+			flags:   []string{"--set", "manager.extraArgs.watch-namespaces=a"},
+			wantErr: "set it with watchNamespaces instead",
+		},
+		{
+			name:  "secure metrics: HTTPS with a token, the auth and reader roles",
+			flags: []string{"--set", "prometheus.serviceMonitor.enabled=true"},
+			check: func(r rendered) {
+				if !r.has(metricsAuthKey) || !r.has(metricsReaderKey) {
+					r.t.Error("secure metrics without the metrics auth or reader ClusterRole")
+				}
+				ep := r.endpoint(monitorKey)
+				if ep["scheme"] != "https" || ep["bearerTokenFile"] != "/var/run/secrets/kubernetes.io/serviceaccount/token" {
+					r.t.Errorf("the ServiceMonitor scrapes %v", ep)
+				}
+				if tls, _ := ep["tlsConfig"].(map[string]any); tls["insecureSkipVerify"] != true {
+					r.t.Errorf("tlsConfig %v, want insecureSkipVerify for the self-signed certificate", ep["tlsConfig"])
+				}
+			},
+		},
+		{
+			name: "a certificate: the Secret mounted, the flag, the ServiceMonitor's tlsConfig",
+			flags: []string{"--set", "metrics.certSecret=sluice-metrics-cert", "--set", "prometheus.serviceMonitor.enabled=true",
+				"--set", "prometheus.serviceMonitor.tlsConfig.serverName=sluice-controller-manager-metrics.sluice-system.svc"},
+			check: func(r rendered) {
+				const path = "/tmp/k8s-metrics-server/metrics-certs"
+				if !slices.Contains(r.args(), "--metrics-cert-path="+path) {
+					r.t.Errorf("args %q", r.args())
+				}
+				mounts, _, _ := unstructured.NestedSlice(r.manager(managerKey.Name), "volumeMounts")
+				vols, _, _ := unstructured.NestedSlice(r.get(managerKey).Object, "spec", "template", "spec", "volumes")
+				if len(mounts) != 1 || mounts[0].(map[string]any)["mountPath"] != path || len(vols) != 1 ||
+					fmt.Sprint(vols[0].(map[string]any)["secret"]) != "map[secretName:sluice-metrics-cert]" {
+					r.t.Errorf("mounts %v, volumes %v", mounts, vols)
+				}
+				tls, _ := r.endpoint(monitorKey)["tlsConfig"].(map[string]any)
+				if _, skip := tls["insecureSkipVerify"]; skip || tls["serverName"] == nil {
+					r.t.Errorf("tlsConfig %v, want the one given, without insecureSkipVerify", tls)
+				}
+			},
+		},
+		{
+			name:  "plain metrics: the flag, no auth roles, an HTTP ServiceMonitor",
+			flags: []string{"--set", "metrics.secure=false", "--set", "metrics.port=8080", "--set", "prometheus.serviceMonitor.enabled=true"},
+			check: func(r rendered) {
+				want := []string{"--leader-elect", "--metrics-bind-address=:8080", "--metrics-secure=false", "--health-probe-bind-address=:8081"}
+				if !slices.Equal(r.args(), want) {
+					r.t.Errorf("args = %q, want %q", r.args(), want)
+				}
+				if r.has(metricsAuthKey) || r.has(metricsReaderKey) {
+					r.t.Error("plain metrics with the metrics auth or reader ClusterRole")
+				}
+				if ep := r.endpoint(monitorKey); ep["scheme"] != "http" || ep["bearerTokenFile"] != nil || ep["tlsConfig"] != nil {
+					r.t.Errorf("the ServiceMonitor scrapes %v", ep)
+				}
+			},
+		},
+		{
+			name:    "a certificate for plain metrics is refused",
+			flags:   []string{"--set", "metrics.secure=false", "--set", "metrics.certSecret=cert"},
+			wantErr: "metrics.certSecret",
 		},
 		{
 			name:  "another fullname names every object and reference",

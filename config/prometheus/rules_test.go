@@ -341,10 +341,12 @@ type container struct {
 }
 
 type endpoint struct {
-	Port        string       `json:"port"`
-	Path        string       `json:"path"`
-	HonorLabels bool         `json:"honorLabels"`
-	Relabelings []relabeling `json:"relabelings"`
+	Port            string       `json:"port"`
+	Path            string       `json:"path"`
+	Scheme          string       `json:"scheme"`
+	BearerTokenFile string       `json:"bearerTokenFile"`
+	HonorLabels     bool         `json:"honorLabels"`
+	Relabelings     []relabeling `json:"relabelings"`
 }
 
 type relabeling struct {
@@ -544,5 +546,9 @@ func TestServiceMonitorReachesTheOperatorMetrics(t *testing.T) {
 		t.Errorf("the ServiceMonitor must scrape the Service's %q port: %+v", port.Name, sm.Spec.Endpoints)
 	case !sm.Spec.Endpoints[0].HonorLabels:
 		t.Error("the ServiceMonitor must honor labels: the operator's series carry the pipeline's namespace")
+	case sm.Spec.Endpoints[0].Scheme != "https" || sm.Spec.Endpoints[0].BearerTokenFile == "":
+		// cmd/manager's --metrics-secure is on by default (config/default
+		// leaves it so): plain HTTP gets no answer, no token a 401.
+		t.Errorf("the ServiceMonitor must scrape over HTTPS with a bearer token: %+v", sm.Spec.Endpoints[0])
 	}
 }

@@ -97,11 +97,26 @@ out, so the manager keeps its own default.
 {{- toJson $set }}
 {{- end }}
 
+{{/*
+Where metrics.certSecret is mounted (--metrics-cert-path); its tls.crt and
+tls.key are the manager's default file names. Refused without metrics.secure,
+which alone serves HTTPS.
+*/}}
+{{- define "sluice.metricsCertPath" -}}
+{{- if not .Values.metrics.secure }}
+{{- fail "metrics.certSecret: the certificate is for HTTPS, which metrics.secure=false turns off" }}
+{{- end -}}
+/tmp/k8s-metrics-server/metrics-certs
+{{- end }}
+
 {{/* The manager container's args, as a YAML list. */}}
 {{- define "sluice.args" -}}
 {{- $reserved := dict
   "leader-elect" "leaderElection.enabled"
+  "watch-namespaces" "watchNamespaces"
   "metrics-bind-address" "metrics.port"
+  "metrics-secure" "metrics.secure"
+  "metrics-cert-path" "metrics.certSecret"
   "health-probe-bind-address" "healthProbe.port"
   "worker-image" "workerImage"
   "zap-log-level" "manager.logLevel"
@@ -120,7 +135,16 @@ out, so the manager keeps its own default.
 - --leader-elect
 {{- end }}
 - --metrics-bind-address=:{{ .Values.metrics.port }}
+{{- if not .Values.metrics.secure }}
+- --metrics-secure=false
+{{- end }}
+{{- if .Values.metrics.certSecret }}
+- --metrics-cert-path={{ include "sluice.metricsCertPath" . }}
+{{- end }}
 - --health-probe-bind-address=:{{ .Values.healthProbe.port }}
+{{- with .Values.watchNamespaces }}
+- --watch-namespaces={{ join "," . }}
+{{- end }}
 {{- range $flag, $v := include "sluice.namedFlags" . | fromJson }}
 - --{{ $flag }}={{ $v }}
 {{- end }}
