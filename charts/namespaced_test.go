@@ -38,10 +38,11 @@ const outsideNamespace = "outside"
 //     topics provisioned with the Secret's credentials, workers created;
 //   - the operator's identity can read a Secret in a watched namespace but not
 //     one outside them, nor list Secrets across namespaces (Forbidden);
-//   - a pipeline outside them is never touched: no finalizer, no status, no
-//     workers, no topics; and the manager's log has no "forbidden" (it never
-//     asks for what the Roles don't grant: its cache lists and watches only
-//     the watched namespaces).
+//   - a StreamReplay in a watched namespace runs;
+//   - a pipeline and a StreamReplay outside them are never touched (never
+//     written to: no finalizer, status or owner; no workers, no topics), and
+//     the manager's log has no "forbidden": it never asks for what the Roles
+//     don't grant, its cache lists and watches only the watched namespaces.
 func TestNamespacedModeReconcilesAndReadsOnlyTheWatchedNamespaces(t *testing.T) {
 	objs := kustomizeBuild(t, filepath.Join(root(t), "config", "namespaced"))
 	watched := watchedNamespaces(t, objs)
@@ -74,6 +75,16 @@ func TestNamespacedModeReconcilesAndReadsOnlyTheWatchedNamespaces(t *testing.T) 
 		if err := admin.Create(ctx, saslPipeline(ns, kafka.ListenAddrs())); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// What is outside must stay as created: any write (a finalizer, status,
+	// an owner reference) changes its resourceVersion.
+	outsidePipeline := &sluicev1.StreamPipeline{}
+	if err := admin.Get(ctx, client.ObjectKey{Namespace: outsideNamespace, Name: "orders"}, outsidePipeline); err != nil {
+		t.Fatal(err)
+	}
+	outsideReplay := dryRun(outsideNamespace)
+	if err := admin.Create(ctx, outsideReplay); err != nil {
+		t.Fatal(err)
 	}
 
 	token := tokenOf(t, env, namespace, operatorSA)
@@ -112,14 +123,37 @@ func TestNamespacedModeReconcilesAndReadsOnlyTheWatchedNamespaces(t *testing.T) 
 		return true, ""
 	})
 
+	// A StreamReplay in the watched namespace runs (it reads the pipeline's
+	// Secret too).
+	if err := admin.Create(ctx, dryRun(watched[0])); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "the dry run in "+watched[0]+" completes", func(ctx context.Context) (bool, string) {
+		m.running(t)
+		sr := &sluicev1.StreamReplay{}
+		if err := admin.Get(ctx, client.ObjectKey{Namespace: watched[0], Name: "count"}, sr); err != nil {
+			return false, err.Error()
+		}
+		return sr.Status.Phase == sluicev1.ReplayPhaseComplete, fmt.Sprintf("phase %q: %s", sr.Status.Phase, sr.Status.Message)
+	})
+
 	// By now the operator has synced its cache, reconciled the watched
-	// pipeline and read lag twice over; the one outside is as created.
+	// pipeline and replay and read lag twice over; those outside are as
+	// created.
+	outReplay := &sluicev1.StreamReplay{}
+	if err := admin.Get(ctx, client.ObjectKey{Namespace: outsideNamespace, Name: "count"}, outReplay); err != nil {
+		t.Fatal(err)
+	}
+	if outReplay.ResourceVersion != outsideReplay.ResourceVersion {
+		t.Errorf("the StreamReplay in %s, outside the watched namespaces, was written to: owners %v, status %+v",
+			outsideNamespace, outReplay.OwnerReferences, outReplay.Status)
+	}
 	out := &sluicev1.StreamPipeline{}
 	if err := admin.Get(ctx, client.ObjectKey{Namespace: outsideNamespace, Name: "orders"}, out); err != nil {
 		t.Fatal(err)
 	}
-	if len(out.Finalizers) > 0 || len(out.Status.Conditions) > 0 || out.Status.ObservedGeneration != 0 {
-		t.Errorf("the pipeline in %s, outside the watched namespaces, was reconciled: finalizers %v, status %+v",
+	if out.ResourceVersion != outsidePipeline.ResourceVersion {
+		t.Errorf("the pipeline in %s, outside the watched namespaces, was written to: finalizers %v, status %+v",
 			outsideNamespace, out.Finalizers, out.Status)
 	}
 	for _, o := range []client.Object{&appsv1.Deployment{}, &corev1.ConfigMap{}} {
@@ -158,6 +192,14 @@ func saslPipeline(ns string, brokers []string) *sluicev1.StreamPipeline {
 			Source: sluicev1.SourceSpec{Topic: "orders"},
 			Sink:   sluicev1.SinkSpec{Log: &sluicev1.LogSink{}},
 		},
+	}
+}
+
+// dryRun is a StreamReplay that counts the dead letters of ns/orders.
+func dryRun(ns string) *sluicev1.StreamReplay {
+	return &sluicev1.StreamReplay{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "count"},
+		Spec:       sluicev1.StreamReplaySpec{Pipeline: "orders", DryRun: true},
 	}
 }
 
