@@ -238,7 +238,7 @@ undeploy: $(KUSTOMIZE) ## Remove the operator: first every StreamPipeline (waiti
 
 .PHONY: kustomize-check
 kustomize-check: $(KUSTOMIZE) ## Check that every kustomization builds.
-	@for d in config/default config/crd config/rbac config/manager config/samples config/prometheus; do \
+	@for d in config/default config/namespaced config/crd config/rbac config/manager config/samples config/prometheus; do \
 	  $(KUSTOMIZE) build $$d >/dev/null || { echo "kustomize build $$d failed"; exit 1; }; done
 
 ##@ Helm chart (charts/sluice)
