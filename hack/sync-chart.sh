@@ -13,7 +13,8 @@ chart=charts/sluice
 rm -rf "$chart/crds" "$chart/files" "$chart/dashboards"
 mkdir -p "$chart/crds" "$chart/files/rbac"
 cp config/crd/bases/*.yaml "$chart/crds/"
-# role.yaml, leader_election_role.yaml, *_editor_role.yaml, *_viewer_role.yaml.
+# role.yaml, leader_election_role.yaml, metrics_auth_role.yaml,
+# metrics_reader_role.yaml, *_editor_role.yaml, *_viewer_role.yaml.
 cp config/rbac/*role.yaml "$chart/files/rbac/"
 cp config/prometheus/rules.yaml "$chart/files/rules.yaml"
 
