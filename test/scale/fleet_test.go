@@ -187,7 +187,9 @@ func startOperator(b *testing.B, env *testenv.Env) *operator {
 		b.Fatal(err)
 	}
 	metricsAddr := freeLoopbackAddr(b)
-	args := []string{"--metrics-bind-address=" + metricsAddr, "--health-probe-bind-address=0", "--worker-image=sluice:bench"}
+	// Plain HTTP: the benchmark scrapes the manager itself (in a cluster it
+	// serves HTTPS with a token; docs/security.md).
+	args := []string{"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false", "--health-probe-bind-address=0", "--worker-image=sluice:bench"}
 	args = append(args, strings.Fields(os.Getenv("SLUICE_BENCH_OPERATOR_FLAGS"))...) // e.g. --max-concurrent-reconciles=16
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kc)
