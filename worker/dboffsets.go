@@ -403,7 +403,7 @@ wait:
 				w.metrics.duplicates.Inc()
 				spans.end(i, outcomeDuplicate, errs[i])
 			case routes[i].kind == routeRetry:
-				w.metrics.retried.Inc()
+				w.metrics.parkedForRetry(routes[i].level)
 				spans.end(i, outcomeRetried, errs[i])
 			default:
 				w.metrics.deadLettered.Inc()

@@ -137,6 +137,11 @@ func TestTransientFailureVisitsEachRetryTopicThenTheDeadLetterTopic(t *testing.T
 	if got := counterValue(t, w.w, metricRecords, "outcome", "retried"); got != 3 {
 		t.Errorf("retried counter = %v", got)
 	}
+	for _, level := range []string{"1", "2", "3"} {
+		if got := counterValue(t, w.w, metricRetries, "level", level); got != 1 {
+			t.Errorf("%s{level=%q} = %v, want 1: the record was parked once in each retry level", metricRetries, level, got)
+		}
+	}
 }
 
 func TestARetriedRecordKeepsItsIdempotencyKey(t *testing.T) {

@@ -1,6 +1,8 @@
 package worker
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -8,6 +10,7 @@ import (
 const (
 	metricRecords         = "sluice_worker_records_total"
 	metricErrors          = "sluice_worker_errors_total"
+	metricRetries         = "sluice_worker_retries_total"
 	metricProcessing      = "sluice_worker_sink_call_duration_seconds"
 	metricEndToEnd        = "sluice_worker_end_to_end_latency_seconds"
 	metricCircuitState    = "sluice_worker_circuit_state"
@@ -55,6 +58,14 @@ type metrics struct {
 	durabilityRisks prometheus.Gauge
 
 	processed, retried, deadLettered, duplicates prometheus.Counter
+	// retries counts the records parked in each retry level.
+	retries *prometheus.CounterVec
+}
+
+// parkedForRetry counts a record parked in retry level level.
+func (m *metrics) parkedForRetry(level int) {
+	m.retried.Inc()
+	m.retries.WithLabelValues(strconv.Itoa(level)).Inc()
 }
 
 func newMetrics(reg prometheus.Registerer, pipeline string) *metrics {
@@ -91,6 +102,9 @@ func newMetrics(reg prometheus.Registerer, pipeline string) *metrics {
 		Help: "ExactlyOnce postgres: partitions sent back to the offset stored in the database because it lost commits it had acknowledged; the records after it are written again."})
 	m.durabilityRisks = prometheus.NewGauge(prometheus.GaugeOpts{Name: metricDurabilityRisks, ConstLabels: labels,
 		Help: "Settings of the sink's database under which it can forget commits it acknowledged (synchronous_commit=off, fsync=off); 0 when none."})
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricRetries, ConstLabels: labels,
+		Help: "Records parked in a retry topic, by level: 1 for the first retry topic (<prefix>.1), and so on. Their sum is sluice_worker_records_total{outcome=\"retried\"}."}, []string{"level"})
+	reg.MustRegister(m.retries)
 	reg.MustRegister(m.records, m.errors, m.processing, m.endToEnd, m.circuit, m.inFlight, m.paused, m.commits, m.parkFailures, m.rateLimit, m.producerResets, m.rebalances, m.sinkOpenFailures, m.dbRewinds, m.durabilityRisks)
 	m.processed = m.records.WithLabelValues(outcomeProcessed)
 	m.retried = m.records.WithLabelValues(outcomeRetried)

@@ -20,6 +20,8 @@ type route struct {
 	kind  routeKind
 	topic string
 	dueAt time.Time
+	// level is the retry topic's number (1 for <prefix>.1), 0 otherwise.
+	level int
 }
 
 // backoffPolicy is the delay before retry n (1-based): min(initial × multiplier^(n-1), max).
@@ -51,7 +53,7 @@ func decideRoute(err error, attempt int, retryTopics []string, deadLetter string
 		return route{kind: routeDeadLetter, topic: deadLetter}
 	}
 	if attempt < len(retryTopics) {
-		return route{kind: routeRetry, topic: retryTopics[attempt], dueAt: now.Add(b.delay(attempt + 1))}
+		return route{kind: routeRetry, topic: retryTopics[attempt], dueAt: now.Add(b.delay(attempt + 1)), level: attempt + 1}
 	}
 	return route{kind: routeDeadLetter, topic: deadLetter}
 }

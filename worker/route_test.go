@@ -37,12 +37,12 @@ func TestDecideRoute(t *testing.T) {
 		{"success is done", nil, 0, retries, route{kind: routeDone}},
 		{"poison goes straight to the DLQ", failure.Poison(errors.New("bad json")), 0, retries, route{kind: routeDeadLetter, topic: "o.dlq"}},
 		{"poison from a retry topic too", failure.Poison(errors.New("400")), 2, retries, route{kind: routeDeadLetter, topic: "o.dlq"}},
-		{"first transient failure: retry 1 after 1s", transient, 0, retries, route{routeRetry, "o.retry.1", now.Add(time.Second)}},
-		{"second: retry 2 after 4s", transient, 1, retries, route{routeRetry, "o.retry.2", now.Add(4 * time.Second)}},
-		{"third: retry 3 after 16s", transient, 2, retries, route{routeRetry, "o.retry.3", now.Add(16 * time.Second)}},
+		{"first transient failure: retry 1 after 1s", transient, 0, retries, route{routeRetry, "o.retry.1", now.Add(time.Second), 1}},
+		{"second: retry 2 after 4s", transient, 1, retries, route{routeRetry, "o.retry.2", now.Add(4 * time.Second), 2}},
+		{"third: retry 3 after 16s", transient, 2, retries, route{routeRetry, "o.retry.3", now.Add(16 * time.Second), 3}},
 		{"retries exhausted: DLQ", transient, 3, retries, route{kind: routeDeadLetter, topic: "o.dlq"}},
 		{"no retry topics: DLQ", transient, 0, nil, route{kind: routeDeadLetter, topic: "o.dlq"}},
-		{"unclassified counts as transient", errors.New("?"), 0, retries, route{routeRetry, "o.retry.1", now.Add(time.Second)}},
+		{"unclassified counts as transient", errors.New("?"), 0, retries, route{routeRetry, "o.retry.1", now.Add(time.Second), 1}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -802,7 +802,7 @@ func (w *Worker) park(r *kgo.Record, info failureInfo, cause error, now time.Tim
 		}
 		w.parkFailStreak.Store(0)
 		if rt.kind == routeRetry {
-			w.metrics.retried.Inc()
+			w.metrics.parkedForRetry(rt.level)
 		} else {
 			w.metrics.deadLettered.Inc()
 		}
