@@ -15,6 +15,7 @@ import (
 const (
 	metricLag            = "sluice_pipeline_lag_records"
 	metricPartitionLag   = "sluice_pipeline_partition_lag_records"
+	metricPartitionLagS  = "sluice_pipeline_partition_lag_seconds"
 	metricLagSeconds     = "sluice_pipeline_lag_seconds"
 	metricLagBudget      = "sluice_pipeline_lag_critical_seconds"
 	metricIngestRate     = "sluice_pipeline_ingest_records_per_second"
@@ -32,7 +33,7 @@ const (
 // pipeline are removed with it.
 type pipelineMetrics struct {
 	lag, lagSeconds, lagBudget, ingest, process, deadLetters, desired, replicas *prometheus.GaugeVec
-	partitionLag                                                                *prometheus.GaugeVec
+	partitionLag, partitionLagSeconds                                           *prometheus.GaugeVec
 	condition                                                                   *prometheus.GaugeVec
 	reconcileErrors, lagReadErrors                                              *prometheus.CounterVec
 	kafkaClients                                                                prometheus.GaugeFunc
@@ -47,16 +48,17 @@ func newPipelineMetrics(reg prometheus.Registerer, clients func() int) *pipeline
 		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, append(pl[:2:2], extra...))
 	}
 	m := &pipelineMetrics{
-		lag:          gauge(metricLag, "Consumer group lag over all source partitions, in records."),
-		partitionLag: gauge(metricPartitionLag, "Consumer group lag of one source partition, in records.", "partition"),
-		lagSeconds:   gauge(metricLagSeconds, "Age of the oldest record the group has not consumed, in seconds (0 without lag)."),
-		lagBudget:    gauge(metricLagBudget, "spec.scaling.lagCriticalSeconds: the lag budget in seconds of ingest."),
-		ingest:       gauge(metricIngestRate, "Records per second arriving at the source topic."),
-		process:      gauge(metricProcessRate, "Records per second the group commits."),
-		deadLetters:  gauge(metricDeadLetters, "Records in the dead-letter topic."),
-		desired:      gauge(metricDesired, "Worker replicas the operator asks for."),
-		replicas:     gauge(metricReplicas, "Worker replicas the Deployment has, and ready.", "state"),
-		condition:    gauge(metricCondition, "1 for the pipeline's current status of each condition type, 0 for the other statuses.", "type", "status"),
+		lag:                 gauge(metricLag, "Consumer group lag over all source partitions, in records."),
+		partitionLag:        gauge(metricPartitionLag, "Consumer group lag of one source partition, in records.", "partition"),
+		partitionLagSeconds: gauge(metricPartitionLagS, "Time lag of one source partition: the age of its oldest unconsumed record, 0 without lag; absent while that age is unknown.", "partition"),
+		lagSeconds:          gauge(metricLagSeconds, "Age of the oldest record the group has not consumed, in seconds (0 without lag)."),
+		lagBudget:           gauge(metricLagBudget, "spec.scaling.lagCriticalSeconds: the lag budget in seconds of ingest."),
+		ingest:              gauge(metricIngestRate, "Records per second arriving at the source topic."),
+		process:             gauge(metricProcessRate, "Records per second the group commits."),
+		deadLetters:         gauge(metricDeadLetters, "Records in the dead-letter topic."),
+		desired:             gauge(metricDesired, "Worker replicas the operator asks for."),
+		replicas:            gauge(metricReplicas, "Worker replicas the Deployment has, and ready.", "state"),
+		condition:           gauge(metricCondition, "1 for the pipeline's current status of each condition type, 0 for the other statuses.", "type", "status"),
 		reconcileErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricReconcileError,
 			Help: "Reconciles of a pipeline that failed, by reason."}, []string{"namespace", "pipeline", "reason"}),
 		lagReadErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricLagReadErrors,
@@ -66,7 +68,7 @@ func newPipelineMetrics(reg prometheus.Registerer, clients func() int) *pipeline
 		partitions: map[types.NamespacedName]int{},
 	}
 	if reg != nil {
-		reg.MustRegister(m.lag, m.partitionLag, m.lagSeconds, m.lagBudget, m.ingest, m.process, m.deadLetters,
+		reg.MustRegister(m.lag, m.partitionLag, m.partitionLagSeconds, m.lagSeconds, m.lagBudget, m.ingest, m.process, m.deadLetters,
 			m.desired, m.replicas, m.condition, m.reconcileErrors, m.lagReadErrors, m.kafkaClients)
 	}
 	return m
@@ -96,11 +98,18 @@ func (m *pipelineMetrics) observed(key types.NamespacedName, v *lagView, p obser
 	m.mu.Lock()
 	for p := len(v.Lag.Partitions); p < m.partitions[key]; p++ {
 		m.partitionLag.DeleteLabelValues(ns, name, strconv.Itoa(p))
+		m.partitionLagSeconds.DeleteLabelValues(ns, name, strconv.Itoa(p))
 	}
 	m.partitions[key] = len(v.Lag.Partitions)
 	m.mu.Unlock()
 	for _, p := range v.Lag.Partitions {
-		m.partitionLag.WithLabelValues(ns, name, strconv.Itoa(int(p.Partition))).Set(float64(p.Lag))
+		part := strconv.Itoa(int(p.Partition))
+		m.partitionLag.WithLabelValues(ns, name, part).Set(float64(p.Lag))
+		if secs, ok := v.PartitionSeconds[p.Partition]; ok {
+			m.partitionLagSeconds.WithLabelValues(ns, name, part).Set(float64(secs))
+		} else {
+			m.partitionLagSeconds.DeleteLabelValues(ns, name, part)
+		}
 	}
 }
 
@@ -127,7 +136,7 @@ func (m *pipelineMetrics) reconciled(sp *sluicev1.StreamPipeline, reconcileErrRe
 // forget deletes a pipeline's series.
 func (m *pipelineMetrics) forget(key types.NamespacedName) {
 	labels := prometheus.Labels{"namespace": key.Namespace, "pipeline": key.Name}
-	for _, v := range []*prometheus.GaugeVec{m.lag, m.partitionLag, m.lagSeconds, m.lagBudget, m.ingest, m.process, m.deadLetters, m.desired, m.replicas, m.condition} {
+	for _, v := range []*prometheus.GaugeVec{m.lag, m.partitionLag, m.partitionLagSeconds, m.lagSeconds, m.lagBudget, m.ingest, m.process, m.deadLetters, m.desired, m.replicas, m.condition} {
 		v.DeletePartialMatch(labels)
 	}
 	m.reconcileErrors.DeletePartialMatch(labels)

@@ -77,12 +77,14 @@ type lagView struct {
 	At  time.Time
 	Err error
 
-	Lag             lag.Lag
-	Partitions      int32
-	TimeLagSeconds  *int64
-	Ingest, Process float64
-	RatesKnown      bool
-	Health          lag.Health
+	Lag            lag.Lag
+	Partitions     int32
+	TimeLagSeconds *int64
+	// PartitionSeconds is each partition's time lag, where it is known.
+	PartitionSeconds map[int32]int64
+	Ingest, Process  float64
+	RatesKnown       bool
+	Health           lag.Health
 	// StoppedSamples counts the samples in a row with lag and no members.
 	StoppedSamples int
 
@@ -246,6 +248,7 @@ func (ob *observed) digest(obs kafka.Observation) *lagView {
 	if secs, ok := lag.TimeLagSeconds(v.Lag, oldest, obs.At); ok && v.Lag.Total > 0 {
 		v.TimeLagSeconds = &secs
 	}
+	v.PartitionSeconds = lag.PartitionTimeLag(v.Lag, oldest, obs.At)
 	if samples := ob.window.Samples(); len(samples) >= 2 {
 		// Over the whole window rather than the last two samples: smoother, and
 		// a single slow poll does not make the rate jump.

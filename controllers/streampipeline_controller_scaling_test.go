@@ -167,6 +167,12 @@ func TestConditionsNameCriticalLagDeadLettersAndStalls(t *testing.T) {
 		st := condition(p, sluicev1.ConditionConsumerStalled)
 		g.Expect(st.Reason).To(Equal(sluicev1.ReasonGroupStopped))
 		g.Expect(st.Message).To(ContainSubstring("no members and a lag of 10 records"))
+		// Per partition, as a metric: both lagging partitions an hour behind.
+		for _, part := range []string{"0", "1"} {
+			secs, ok := partitionGauge(g, metricPartitionLagS, sp, part)
+			g.Expect(ok).To(BeTrue(), "%s{partition=%q}", metricPartitionLagS, part)
+			g.Expect(secs).To(BeNumerically(">=", 3600), "partition %s", part)
+		}
 	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
 
 	// Dead letters: present, and growing while they arrive.
@@ -275,4 +281,26 @@ func TestLatestPipelineNeverCommittedWakesForEveryNewRecord(t *testing.T) {
 	// later) from its beginning: everything in it arrived after the start.
 	cm := workerConfigOf(g, sp)
 	g.Expect(cm.Source.StartFrom).To(Equal(string(sluicev1.StartFromEarliest)))
+}
+
+// partitionGauge reads a per-partition gauge of the pipeline from the
+// operator's registry.
+func partitionGauge(g Gomega, name string, sp *sluicev1.StreamPipeline, partition string) (float64, bool) {
+	families, err := registry.Gather()
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["namespace"] == sp.Namespace && labels["pipeline"] == sp.Name && labels["partition"] == partition {
+				return m.GetGauge().GetValue(), true
+			}
+		}
+	}
+	return 0, false
 }

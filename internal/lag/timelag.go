@@ -19,22 +19,38 @@ type OldestUnconsumed map[int32]time.Time
 // only when some partition lags and none of them has a time. A record
 // timestamp in the future (producer clock skew) counts as 0.
 func TimeLagSeconds(l Lag, oldest OldestUnconsumed, now time.Time) (seconds int64, ok bool) {
+	per := PartitionTimeLag(l, oldest, now)
 	lagging, known := 0, 0
-	var behind time.Duration
 	for _, p := range l.Partitions {
 		if p.Lag <= 0 {
 			continue
 		}
 		lagging++
-		at, found := oldest[p.Partition]
-		if !found {
-			continue
+		if s, found := per[p.Partition]; found {
+			known++
+			seconds = max(seconds, s)
 		}
-		known++
-		behind = max(behind, now.Sub(at))
 	}
 	if lagging > 0 && known == 0 {
 		return 0, false
 	}
-	return int64(behind / time.Second), true
+	return seconds, true
+}
+
+// PartitionTimeLag is the time lag of each partition, in whole seconds: 0 for
+// a partition without lag, now minus its oldest unconsumed record's time for
+// a lagging one (0 when that time is in the future). A lagging partition
+// whose oldest record's time is unknown is absent: no made-up figure.
+func PartitionTimeLag(l Lag, oldest OldestUnconsumed, now time.Time) map[int32]int64 {
+	out := make(map[int32]int64, len(l.Partitions))
+	for _, p := range l.Partitions {
+		if p.Lag <= 0 {
+			out[p.Partition] = 0
+			continue
+		}
+		if at, found := oldest[p.Partition]; found {
+			out[p.Partition] = int64(max(0, now.Sub(at)) / time.Second)
+		}
+	}
+	return out
 }

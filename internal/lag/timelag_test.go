@@ -41,3 +41,28 @@ func TestTimeLagSeconds(t *testing.T) {
 		})
 	}
 }
+
+func TestPartitionTimeLag(t *testing.T) {
+	now := t0.Add(time.Hour)
+	lagging := Lag{Partitions: []PartitionLag{
+		{Partition: 0, Lag: 10},
+		{Partition: 1, Lag: 0},
+		{Partition: 2, Lag: 5},
+		{Partition: 3, Lag: 1},
+	}}
+	got := PartitionTimeLag(lagging, OldestUnconsumed{
+		0: now.Add(-30 * time.Second), // lagging: 30 s
+		1: now.Add(-time.Hour),        // no lag: 0 whatever its record's age
+		2: now.Add(time.Minute),       // clock skew: 0
+		// 3: lagging, time unknown: absent
+	}, now)
+	want := map[int32]int64{0: 30, 1: 0, 2: 0}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for p, w := range want {
+		if got[p] != w {
+			t.Errorf("partition %d: %d s, want %d", p, got[p], w)
+		}
+	}
+}
