@@ -27,6 +27,10 @@ func (r *StreamPipelineReconciler) reconcileReplicas(ctx context.Context, s *sco
 	}
 	s.desiredReplicas = desiredReplicas(s, current)
 	recordScale(s)
+	// The cached pipeline may predate the last status write (a reconcile
+	// right after one that scaled): its lastScale would then overwrite the
+	// one just written. The observer keeps the last one this process wrote.
+	s.sp.Status.LastScale = r.observer.keepLastScale(pipelineKey(sp), s.sp.Status.LastScale)
 	return nil
 }
 

@@ -37,7 +37,9 @@ type observer struct {
 type observed struct {
 	params observeParams
 	// applied is the replica count the last reconcile gave the Deployment.
-	applied      int32
+	applied int32
+	// lastScale is the last status.lastScale this process recorded.
+	lastScale    *sluicev1.ScaleStatus
 	appliedKnown bool
 
 	window      *lag.Window
@@ -129,6 +131,25 @@ func (o *observer) setApplied(key types.NamespacedName, n int32) {
 	if ob, ok := o.pipelines[key]; ok {
 		ob.applied, ob.appliedKnown = n, true
 	}
+}
+
+// keepLastScale returns the newer of st and the last scale this process
+// recorded for the pipeline, and remembers it.
+func (o *observer) keepLastScale(key types.NamespacedName, st *sluicev1.ScaleStatus) *sluicev1.ScaleStatus {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ob, ok := o.pipelines[key]
+	if !ok {
+		return st
+	}
+	if st == nil || ob.lastScale != nil && ob.lastScale.Time.After(st.Time.Time) {
+		if ob.lastScale != nil {
+			return ob.lastScale.DeepCopy()
+		}
+		return st
+	}
+	ob.lastScale = st.DeepCopy()
+	return st
 }
 
 // lastApplied is the replica count this process last gave the pipeline's
