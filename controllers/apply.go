@@ -57,6 +57,31 @@ func (r *StreamPipelineReconciler) apply(ctx context.Context, sp *sluicev1.Strea
 	}
 	delete(u, "status") // the apply configuration describes intent only
 	obj := &unstructured.Unstructured{Object: u}
+	hash, err := appliedHash(u)
+	if err != nil {
+		return res, fmt.Errorf("hash %s: %w", kind, err)
+	}
+	if !res.created && r.applied.notOlder(kind, existing) {
+		have, err := runtime.DefaultUnstructuredConverter.ToUnstructured(existing)
+		if err != nil {
+			return res, fmt.Errorf("convert the existing %s: %w", kind, err)
+		}
+		if upToDate(u, have, hash) {
+			// Nothing to change: the object as it is is what the apply returns.
+			gvk := desired.GetObjectKind().GroupVersionKind()
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(have, desired); err != nil {
+				return res, fmt.Errorf("read %s: %w", kind, err)
+			}
+			desired.GetObjectKind().SetGroupVersionKind(gvk)
+			return res, nil
+		}
+	}
+	annotations := obj.GetAnnotations()
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[annotationApplied] = hash
+	obj.SetAnnotations(annotations)
 	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 		return res, fmt.Errorf("apply %s %s: %w", kind, desired.GetName(), err)
 	}
@@ -65,5 +90,6 @@ func (r *StreamPipelineReconciler) apply(ctx context.Context, sp *sluicev1.Strea
 		return res, fmt.Errorf("read back %s: %w", kind, err)
 	}
 	desired.GetObjectKind().SetGroupVersionKind(gvk)
+	r.applied.record(kind, desired)
 	return res, nil
 }

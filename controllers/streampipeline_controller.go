@@ -78,6 +78,10 @@ type StreamPipelineReconciler struct {
 	kafka    *kafka.Pool
 	observer *observer
 	metrics  *pipelineMetrics
+	// applied remembers what this process's last apply of each object
+	// returned, so that an apply is skipped only on a cached object that is
+	// not older than that apply (applyskip.go).
+	applied *appliedMarks
 }
 
 // phase is one step of the reconcile; phases run in order and stop at the first
@@ -220,6 +224,7 @@ func (r *StreamPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Registry == nil {
 		r.Registry = ctrlmetrics.Registry
 	}
+	r.applied = &appliedMarks{}
 	r.metrics = newPipelineMetrics(r.Registry, func() int { return r.kafka.Clusters() })
 	r.observer = newObserver(r.StatusSyncPeriod, r.metrics)
 	r.kafka = kafka.NewPool(r.observer.observe, r.KafkaOpts...)
