@@ -24,16 +24,7 @@ func TestApplySkipsOnlyWhatIsUnchanged(t *testing.T) {
 	sp := logPipeline(newNamespace(t), "skip")
 	sp.Spec.Suspend = true
 	create(t, sp)
-	direct, err := client.NewWithWatch(restConfig, client.Options{Scheme: k8s.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	applies := 0
-	r := &StreamPipelineReconciler{applied: &appliedMarks{}, Client: interceptor.NewClient(direct, interceptor.Funcs{
-		Apply: func(ctx context.Context, c client.WithWatch, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
-			applies++
-			return c.Apply(ctx, obj, opts...)
-		}})}
+	r, direct, applies := countingApplies(t)
 	desired := func(labels map[string]string, data map[string]string) *corev1.ConfigMap {
 		cm := &corev1.ConfigMap{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 			ObjectMeta: metav1.ObjectMeta{Namespace: sp.Namespace, Name: "skip-probe", Labels: labels}, Data: data}
@@ -47,8 +38,8 @@ func TestApplySkipsOnlyWhatIsUnchanged(t *testing.T) {
 		if _, err := r.apply(ctx, sp, cm); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
-		if applies != wantApplies {
-			t.Fatalf("%s: %d applies so far, want %d", what, applies, wantApplies)
+		if *applies != wantApplies {
+			t.Fatalf("%s: %d applies so far, want %d", what, *applies, wantApplies)
 		}
 		if cm.UID == "" || cm.ResourceVersion == "" {
 			t.Fatalf("%s: the object is not the server's (%+v)", what, cm.ObjectMeta)
@@ -88,16 +79,7 @@ func TestApplySkipsTheRenderedObjectsWhenUnchanged(t *testing.T) {
 	sp.Spec.Sink.Log = nil
 	sp.Spec.Sink.HTTP = &sluicev1.HTTPSink{URL: "http://orders.shop/events"}
 	create(t, sp)
-	direct, err := client.NewWithWatch(restConfig, client.Options{Scheme: k8s.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	applies := 0
-	r := &StreamPipelineReconciler{applied: &appliedMarks{}, Client: interceptor.NewClient(direct, interceptor.Funcs{
-		Apply: func(ctx context.Context, c client.WithWatch, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
-			applies++
-			return c.Apply(ctx, obj, opts...)
-		}})}
+	r, _, applies := countingApplies(t)
 	objects := func() []client.Object {
 		cm, hash, err := render.ConfigMap(sp)
 		if err != nil {
@@ -119,15 +101,32 @@ func TestApplySkipsTheRenderedObjectsWhenUnchanged(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if applies != 4 {
-		t.Fatalf("%d applies to create 4 objects", applies)
+	if *applies != 4 {
+		t.Fatalf("%d applies to create 4 objects", *applies)
 	}
 	for _, o := range objects() {
 		if _, err := r.apply(ctx, sp, o); err != nil {
 			t.Fatal(err)
 		}
-		if applies != 4 {
+		if *applies != 4 {
 			t.Fatalf("%T %s unchanged was applied again", o, o.GetName())
 		}
 	}
+}
+
+// countingApplies is a reconciler on the real API server whose client counts
+// the server-side applies it sends, and the uncounted client beside it.
+func countingApplies(t *testing.T) (*StreamPipelineReconciler, client.WithWatch, *int) {
+	t.Helper()
+	direct, err := client.NewWithWatch(restConfig, client.Options{Scheme: k8s.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applies := new(int)
+	r := &StreamPipelineReconciler{applied: &appliedMarks{}, Client: interceptor.NewClient(direct, interceptor.Funcs{
+		Apply: func(ctx context.Context, c client.WithWatch, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+			*applies++
+			return c.Apply(ctx, obj, opts...)
+		}})}
+	return r, direct, applies
 }
