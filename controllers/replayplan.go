@@ -30,7 +30,7 @@ func planReplay(sr *sluicev1.StreamReplay, sp *sluicev1.StreamPipeline) (replayP
 	case sluicev1.ReplayFromRetryTopics:
 		p.topics = sp.RetryTopics()
 		if len(p.topics) == 0 {
-			return p, &replay.InvalidSelectionError{Field: "spec.from", Message: fmt.Sprintf("pipeline %s has no retry topics (delivery.retry.attempts is 0)", sp.Name)}
+			return p, &replay.InvalidSelectionError{Field: "spec.from", Message: fmt.Sprintf("pipeline %s has no retry topics (delivery.retry.attempts is 0, or source.groupType is Share)", sp.Name)}
 		}
 	default:
 		p.topics = []string{sp.DeadLetterTopic()}
@@ -42,7 +42,7 @@ func planReplay(sr *sluicev1.StreamReplay, sp *sluicev1.StreamPipeline) (replayP
 		retry := sp.RetryTopics()
 		if len(retry) == 0 {
 			return p, &replay.InvalidSelectionError{Field: "spec.target",
-				Message: fmt.Sprintf("pipeline %s has no retry topics (delivery.retry.attempts is 0): use target Source", sp.Name)}
+				Message: fmt.Sprintf("pipeline %s has no retry topics (delivery.retry.attempts is 0, or source.groupType is Share): use target Source", sp.Name)}
 		}
 		p.target, p.kind = retry[0], replay.ToRetryTopic
 	}

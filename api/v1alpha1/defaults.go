@@ -77,14 +77,68 @@ func (sp *StreamPipeline) DeadLetterTopic() string {
 	return sp.ConsumerGroup() + DeadLetterSuffix
 }
 
+// GroupTypeOf is the effective spec.source.groupType.
+func (sp *StreamPipeline) GroupTypeOf() GroupType {
+	if sp.Spec.Source.GroupType == "" {
+		return GroupTypeConsumer
+	}
+	return sp.Spec.Source.GroupType
+}
+
+// Share says whether the workers consume as a Kafka share group.
+func (sp *StreamPipeline) Share() bool { return sp.GroupTypeOf() == GroupTypeShare }
+
+// RetryAttempts is the effective spec.delivery.retry.attempts: how many more
+// times a record that failed transiently is tried before it goes to the
+// dead-letter topic.
+func (sp *StreamPipeline) RetryAttempts() int32 {
+	return Int32Or(sp.Spec.Delivery.Retry.Attempts, DefaultRetryAttempts)
+}
+
+// Share group limits and margins (Kafka's group.share.* broker settings bound
+// the group configs: delivery count 2–10, lock 15–60 s by default).
+const (
+	// ShareCrashHeadroom is how many deliveries beyond the retries the share
+	// group's delivery count limit leaves for workers that die holding a
+	// record: the broker archives a record (drops it, without a dead letter)
+	// once it was delivered that many times, so the worker dead-letters a
+	// record that keeps failing before the broker would.
+	ShareCrashHeadroom      = 3
+	maxShareDeliveryLimit   = 10
+	minShareDeliveryLimit   = 2
+	minShareRecordLock      = 15 * time.Second
+	maxShareRecordLock      = 60 * time.Second
+	shareLockPerProcessTime = 2
+)
+
+// ShareDeliveryCountLimit is the share.delivery.count.limit Sluice sets on a
+// share group: the first delivery, the retries and ShareCrashHeadroom more,
+// within Kafka's default bounds (2–10).
+func (sp *StreamPipeline) ShareDeliveryCountLimit() int32 {
+	return min(max(1+sp.RetryAttempts()+ShareCrashHeadroom, minShareDeliveryLimit), maxShareDeliveryLimit)
+}
+
+// ShareRecordLockDuration is the share.record.lock.duration.ms Sluice sets on
+// a share group: how long a worker holds a record before the broker gives it
+// to another. Twice the processing timeout within Kafka's default bounds
+// (15–60 s): a hung worker's records move on soon, and a worker whose records
+// wait longer in its batch renews their locks.
+func (sp *StreamPipeline) ShareRecordLockDuration() time.Duration {
+	return min(max(shareLockPerProcessTime*sp.Timings().ProcessingTimeout, minShareRecordLock), maxShareRecordLock)
+}
+
 // RetryTopics are the effective retry topics, in the order a failing record
-// visits them.
+// visits them. A share group has none: its retries are the broker's
+// redeliveries.
 func (sp *StreamPipeline) RetryTopics() []string {
+	if sp.Share() {
+		return nil
+	}
 	prefix := sp.Spec.Delivery.Retry.TopicPrefix
 	if prefix == "" {
 		prefix = sp.ConsumerGroup() + RetrySuffix
 	}
-	n := Int32Or(sp.Spec.Delivery.Retry.Attempts, DefaultRetryAttempts)
+	n := sp.RetryAttempts()
 	topics := make([]string, 0, n)
 	for i := int32(1); i <= n; i++ {
 		topics = append(topics, fmt.Sprintf("%s.%d", prefix, i))

@@ -30,6 +30,8 @@ import (
 // +kubebuilder:validation:XValidation:rule="!has(self.delivery.semantics) || self.delivery.semantics != 'ExactlyOnce' || has(self.sink.kafka) || has(self.sink.postgres)",message="delivery.semantics ExactlyOnce needs a sink that supports it (kafka or postgres); http and log sinks are at-least-once",fieldPath=".delivery.semantics"
 // +kubebuilder:validation:XValidation:rule="!has(self.processing.ordering) || self.processing.ordering == 'Partition' || !has(self.delivery.semantics) || self.delivery.semantics != 'ExactlyOnce'",message="processing.ordering Key and Unordered can't be combined with delivery.semantics ExactlyOnce: exactly-once commits each partition's position in the same transaction as its records (Kafka transactions, offsets in PostgreSQL), and records that finish out of order leave no single position to commit. Use ordering Partition, or delivery.semantics AtLeastOnce with an idempotent sink (postgres ignores duplicate keys; http sends an Idempotency-Key header)",fieldPath=".processing.ordering"
 // +kubebuilder:validation:XValidation:rule="!has(self.consumer.maxPollRecords) || !has(self.processing.ordering) || self.processing.ordering == 'Partition' || self.consumer.maxPollRecords >= (has(self.processing.maxInFlight) ? self.processing.maxInFlight : 64)",message="consumer.maxPollRecords must be at least processing.maxInFlight (default 64 with ordering Key or Unordered): one poll is all a worker has in flight. Raise it, or leave it unset for the default of 4 × maxInFlight (at least 100)",fieldPath=".consumer.maxPollRecords"
+// +kubebuilder:validation:XValidation:rule="!has(self.source.groupType) || self.source.groupType != 'Share' || !has(self.delivery.semantics) || self.delivery.semantics != 'ExactlyOnce'",message="source.groupType Share can't be combined with delivery.semantics ExactlyOnce: a share group acknowledges records one by one and has no transactions. Use AtLeastOnce with an idempotent sink (postgres ignores duplicate keys; http sends an Idempotency-Key header)",fieldPath=".source.groupType"
+// +kubebuilder:validation:XValidation:rule="!has(self.source.groupType) || self.source.groupType != 'Share' || (has(self.processing.ordering) && self.processing.ordering == 'Unordered')",message="source.groupType Share hands the records of one partition to many workers at once, so neither partition nor key order can hold: set processing.ordering Unordered",fieldPath=".processing.ordering"
 // +kubebuilder:validation:XValidation:rule="!has(self.scaling.minReplicas) || !has(self.scaling.maxReplicas) || self.scaling.minReplicas <= self.scaling.maxReplicas",message="scaling.minReplicas must be less than or equal to scaling.maxReplicas",fieldPath=".scaling.minReplicas"
 type StreamPipelineSpec struct {
 	// Kafka is the cluster the pipeline reads from (and where its retry and
@@ -206,6 +208,24 @@ const (
 	StartFromLatest   StartFrom = "Latest"
 )
 
+// GroupType is the kind of Kafka group the workers consume the source as.
+// +kubebuilder:validation:Enum=Consumer;Share
+type GroupType string
+
+// Group types.
+const (
+	// GroupTypeConsumer: a classic consumer group. Each partition belongs to
+	// one worker at a time and is handled in offset order; the group commits
+	// offsets. Replicas beyond the partition count would idle, so the
+	// operator caps them there.
+	GroupTypeConsumer GroupType = "Consumer"
+	// GroupTypeShare: a Kafka share group (KIP-932, Kafka 4.2 or newer).
+	// The broker hands each worker records of any partition and the worker
+	// acknowledges each one; replicas scale past the partition count, and no
+	// order holds.
+	GroupTypeShare GroupType = "Share"
+)
+
 // SourceSpec is the topic to consume.
 type SourceSpec struct {
 	// Topic to consume.
@@ -227,6 +247,19 @@ type SourceSpec struct {
 	// +kubebuilder:default=Earliest
 	// +optional
 	StartFrom StartFrom `json:"startFrom,omitempty"`
+
+	// GroupType is Consumer (a classic consumer group, the default) or Share (a
+	// Kafka share group, Kafka 4.2+: every replica gets records of every
+	// partition, so scaling goes past the partition count; records are
+	// acknowledged one by one and redelivered by the broker when a worker
+	// fails or releases them). Share needs processing.ordering Unordered and
+	// delivery.semantics AtLeastOnce; retries are the broker's redeliveries,
+	// counted per record, not retry topics. docs/groups.md compares the two.
+	// It can't change once set: Kafka keeps a group id to one type.
+	// +kubebuilder:default=Consumer
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="source.groupType can't change: Kafka keeps a group id to one group type; create a new pipeline (another consumerGroup) instead"
+	// +optional
+	GroupType GroupType `json:"groupType,omitempty"`
 }
 
 // SinkSpec selects exactly one sink.
@@ -1045,6 +1078,7 @@ type DeadLetterStatus struct {
 // +kubebuilder:resource:shortName=sp,categories=sluice
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
+// +kubebuilder:printcolumn:name="Group Type",type=string,JSONPath=`.spec.source.groupType`
 // +kubebuilder:printcolumn:name="Lag",type=integer,JSONPath=`.status.lag.total`
 // +kubebuilder:printcolumn:name="DLQ",type=integer,JSONPath=`.status.deadLetter.records`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

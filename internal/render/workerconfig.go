@@ -100,6 +100,17 @@ func WorkerConfig(sp *sluicev1.StreamPipeline) workerconfig.Config {
 		Server:  workerconfig.Server{Port: HealthPort},
 	}
 
+	if sp.Share() {
+		// Only for share groups: a consumer pipeline's config (and so its
+		// pods) stays the same as before the setting existed.
+		cfg.Source.GroupType = workerconfig.GroupTypeShare
+		cfg.Source.Share = &workerconfig.Share{
+			RetryAttempts:      sp.RetryAttempts(),
+			DeliveryCountLimit: sp.ShareDeliveryCountLimit(),
+			RecordLockDuration: metav1.Duration{Duration: sp.ShareRecordLockDuration()},
+		}
+	}
+
 	if tls := s.Kafka.TLS; tls != nil {
 		cfg.Kafka.TLS = &workerconfig.TLS{}
 		if m, ok := findMount(mounts, volumeKafkaCA); ok {

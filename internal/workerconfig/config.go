@@ -87,7 +87,37 @@ type Source struct {
 	ConsumerGroup string `json:"consumerGroup"`
 	// StartFrom is Earliest or Latest.
 	StartFrom string `json:"startFrom"`
+	// GroupType is Consumer (empty means this) or Share: the worker joins
+	// ConsumerGroup as a Kafka share group member and acknowledges each record.
+	GroupType string `json:"groupType,omitempty"`
+	// Share holds what a share group member needs to know (GroupType Share).
+	Share *Share `json:"share,omitempty"`
 }
+
+// Group types.
+const (
+	GroupTypeConsumer = "Consumer"
+	GroupTypeShare    = "Share"
+)
+
+// Share is a share group member's failure budget. The operator sets the same
+// DeliveryCountLimit on the group (share.delivery.count.limit).
+type Share struct {
+	// RetryAttempts is how many more deliveries a record that failed
+	// transiently gets before it goes to the dead-letter topic.
+	RetryAttempts int32 `json:"retryAttempts"`
+	// DeliveryCountLimit is the broker's limit: a record delivered that many
+	// times is archived when it is released again, so the worker
+	// dead-letters it at that delivery whatever RetryAttempts says.
+	DeliveryCountLimit int32 `json:"deliveryCountLimit"`
+	// RecordLockDuration is the group's share.record.lock.duration.ms: a
+	// record not acknowledged within it goes to another member unless the
+	// worker renews its lock.
+	RecordLockDuration metav1.Duration `json:"recordLockDuration"`
+}
+
+// IsShare says whether the worker is a share group member.
+func (s Source) IsShare() bool { return s.GroupType == GroupTypeShare }
 
 // Sink has exactly one field set.
 type Sink struct {

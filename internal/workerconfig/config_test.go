@@ -41,6 +41,25 @@ func TestParseAcceptsAValidConfig(t *testing.T) {
 	}
 }
 
+// TestParseAcceptsAShareGroupMember: what render writes for groupType Share.
+func TestParseAcceptsAShareGroupMember(t *testing.T) {
+	share := strings.NewReplacer(
+		"startFrom: Earliest}", "startFrom: Earliest, groupType: Share, share: {retryAttempts: 3, deliveryCountLimit: 7, recordLockDuration: 1m}}",
+		"  retryTopics: [orders.retry.1, orders.retry.2]\n", "",
+		"pipeline: {", "processing: {ordering: Unordered, maxInFlight: 64}\npipeline: {",
+	).Replace(validConfig)
+	c, err := Parse([]byte(share))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Source.IsShare() || c.Source.Share.DeliveryCountLimit != 7 || c.Source.Share.RecordLockDuration.Minutes() != 1 {
+		t.Errorf("parsed %+v", c.Source)
+	}
+	if _, err := Parse([]byte(strings.Replace(share, "semantics: AtLeastOnce", "semantics: ExactlyOnce", 1))); err == nil || !strings.Contains(err.Error(), "no transactions") {
+		t.Errorf("a share group with ExactlyOnce: %v, want it refused (no transactions)", err)
+	}
+}
+
 func TestParseNamesTheBadField(t *testing.T) {
 	cases := []struct {
 		name, from, to string
@@ -67,6 +86,11 @@ func TestParseNamesTheBadField(t *testing.T) {
 		{"processing longer than the poll interval", "processingTimeout: 30s", "processingTimeout: 11m", []string{"delivery.processingTimeout", "must not exceed consumer.maxPollInterval"}},
 		{"postgres key column is the payload column", "sink: {log: {format: JSON}}", "sink: {postgres: {dsnFile: /dsn, table: t, keyColumn: id, payloadColumn: id}}", []string{"sink.postgres.payloadColumn", "must differ from keyColumn"}},
 		{"http sink URL with credentials", "sink: {log: {format: JSON}}", "sink: {http: {url: 'http://u:p@svc/x', timeout: 5s}}", []string{"sink.http.url", "must not carry credentials"}},
+		{"unknown group type", "startFrom: Earliest}", "startFrom: Earliest, groupType: Queue}", []string{"source.groupType: Unsupported value"}},
+		{"share group without its limits", "startFrom: Earliest}", "startFrom: Earliest, groupType: Share}", []string{"source.share: Required value"}},
+		{"share limits on a consumer group", "startFrom: Earliest}", "startFrom: Earliest, share: {retryAttempts: 1, deliveryCountLimit: 5, recordLockDuration: 30s}}", []string{"source.share: Forbidden"}},
+		{"share group with retry topics, partition order and a delivery limit of 1", "startFrom: Earliest}", "startFrom: Earliest, groupType: Share, share: {retryAttempts: 1, deliveryCountLimit: 1, recordLockDuration: 30s}}",
+			[]string{"source.share.deliveryCountLimit", "delivery.retryTopics: Forbidden", "processing.ordering", "use Unordered"}},
 		{"several problems at once", "server: {port: 8080}\npipeline: {namespace: shop, name: orders}", "server: {port: 0}\npipeline: {namespace: shop, name: ''}", []string{"server.port", "pipeline.name"}},
 	}
 	for _, tc := range cases {

@@ -24,6 +24,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, validateDelivery(c, field.NewPath("delivery"))...)
 	errs = append(errs, validateConsumer(c.Consumer, field.NewPath("consumer"))...)
 	errs = append(errs, validateProcessing(c, field.NewPath("processing"))...)
+	errs = append(errs, validateShareCombination(c)...)
 	errs = append(errs, validateBreaker(c.CircuitBreaker, field.NewPath("circuitBreaker"))...)
 	errs = append(errs, validateRateLimit(c.RateLimit, field.NewPath("rateLimit"))...)
 	if c.Startup.MaxJitter.Duration < 0 {
@@ -91,6 +92,33 @@ func validateSource(s Source, path *field.Path) field.ErrorList {
 	}
 	if s.StartFrom != "Earliest" && s.StartFrom != "Latest" {
 		errs = append(errs, field.NotSupported(path.Child("startFrom"), s.StartFrom, []string{"Earliest", "Latest"}))
+	}
+	switch s.GroupType {
+	case "", GroupTypeConsumer:
+		if s.Share != nil {
+			errs = append(errs, field.Forbidden(path.Child("share"), "only with groupType Share"))
+		}
+	case GroupTypeShare:
+		errs = append(errs, validateShare(s.Share, path.Child("share"))...)
+	default:
+		errs = append(errs, field.NotSupported(path.Child("groupType"), s.GroupType, []string{GroupTypeConsumer, GroupTypeShare}))
+	}
+	return errs
+}
+
+func validateShare(s *Share, path *field.Path) field.ErrorList {
+	if s == nil {
+		return field.ErrorList{field.Required(path, "groupType Share needs its delivery count limit and lock duration")}
+	}
+	var errs field.ErrorList
+	if s.RetryAttempts < 0 {
+		errs = append(errs, field.Invalid(path.Child("retryAttempts"), s.RetryAttempts, "must not be negative"))
+	}
+	if s.DeliveryCountLimit < 2 {
+		errs = append(errs, field.Invalid(path.Child("deliveryCountLimit"), s.DeliveryCountLimit, "must be at least 2 (Kafka's minimum)"))
+	}
+	if s.RecordLockDuration.Duration <= 0 {
+		errs = append(errs, field.Invalid(path.Child("recordLockDuration"), s.RecordLockDuration.String(), "must be positive"))
 	}
 	return errs
 }
@@ -318,6 +346,25 @@ func validateProcessing(c *Config, path *field.Path) field.ErrorList {
 	if c.Consumer.MaxPollRecords < p.MaxInFlight {
 		errs = append(errs, field.Invalid(field.NewPath("consumer", "maxPollRecords"), c.Consumer.MaxPollRecords,
 			fmt.Sprintf("must be at least processing.maxInFlight (%d): one poll is all a worker has in flight", p.MaxInFlight)))
+	}
+	return errs
+}
+
+// validateShareCombination refuses what a share group member can't honour:
+// no transactions, no order, no retry topics (its retries are redeliveries).
+func validateShareCombination(c *Config) field.ErrorList {
+	if !c.Source.IsShare() {
+		return nil
+	}
+	var errs field.ErrorList
+	if c.Delivery.Semantics == "ExactlyOnce" {
+		errs = append(errs, field.Invalid(field.NewPath("delivery", "semantics"), c.Delivery.Semantics, "a share group has no transactions: use AtLeastOnce"))
+	}
+	if c.Processing.Ordering != OrderingUnordered {
+		errs = append(errs, field.Invalid(field.NewPath("processing", "ordering"), c.Processing.Ordering, "a share group orders nothing: use Unordered"))
+	}
+	if len(c.Delivery.RetryTopics) > 0 {
+		errs = append(errs, field.Forbidden(field.NewPath("delivery", "retryTopics"), "a share group retries by redelivery, not through retry topics"))
 	}
 	return errs
 }
