@@ -76,6 +76,24 @@ add "redrive-past-snapshot" \
   's/(\nfunc \(d \*Redrive\) copyBatch\((?:(?!\nfunc ).)*?)if !ok \|\| r\.Offset >= p\.End \{/$1if !ok { \/\/ MUTATION: past the end is copied/s' \
   "TestRedriveCopiesEachSelectedRecordOnceAndEnds TestRedriveCrashesCopyEachSelectedRecordOnce" ./internal/replay/
 
+add "share-accept-on-receipt" \
+  "groupType Share: acknowledge each record as it is polled, before the sink has it" \
+  worker/share.go \
+  's/(\nfunc \(w \*Worker\) consumeShare\((?:(?!\nfunc ).)*?\n(\t\t)parts := w\.startRound\(fetches\)\n)/$1$2for _, p := range parts { \/\/ MUTATION\n$2\tfor _, r := range p.Records {\n$2\t\tr.Ack(kgo.AckAccept)\n$2\t}\n$2}\n/s' \
+  "TestShareGroupKilledWorkersRecordsGoToAnotherWorker"
+
+add "share-give-back-on-open-circuit" \
+  "groupType Share: give the held records back while the circuit is open (each release spends a delivery; at the limit the broker archives them, without a dead letter)" \
+  worker/share.go \
+  's/(\nfunc \(w \*Worker\) shareRound\((?:(?!\nfunc ).)*?)len\(parts\) == 0 \|\| stopCtx\.Err\(\) != nil \{/$1true { \/\/ MUTATION: release at once/s' \
+  "TestShareGroupOpenCircuitHoldsRecordsAndRenewsTheirLocks"
+
+add "share-no-renewal" \
+  "groupType Share: never renew the locks of held records" \
+  worker/share.go \
+  's/(\nfunc \(w \*Worker\) renewLocks\((?:(?!\nfunc ).)*?)r\.Ack\(kgo\.AckRenew\)/$1_ = r \/\/ MUTATION: no renewal/s' \
+  "TestShareGroupOpenCircuitHoldsRecordsAndRenewsTheirLocks"
+
 selected=("$@")
 if [ ${#selected[@]} -eq 0 ]; then
   for i in "${!names[@]}"; do selected+=($((i + 1))); done

@@ -24,6 +24,8 @@ const (
 	metricSinkOpenErrors  = "sluice_worker_sink_open_failures_total"
 	metricDBRewinds       = "sluice_worker_database_rewinds_total"
 	metricDurabilityRisks = "sluice_worker_sink_durability_risks"
+	metricShareAckErrors  = "sluice_worker_share_ack_failures_total"
+	metricShareExpired    = "sluice_worker_share_lock_expired_records_total"
 	outcomeProcessed      = "processed"
 	outcomeRetried        = "retried"
 	outcomeDeadLettered   = "dead_lettered"
@@ -56,6 +58,10 @@ type metrics struct {
 	// durabilityRisks is how many settings let the sink's database forget
 	// acknowledged commits.
 	durabilityRisks prometheus.Gauge
+	// shareAckFailures counts share-group acknowledgements the broker refused.
+	shareAckFailures prometheus.Counter
+	// shareLockExpired counts records polled after their lock ran out.
+	shareLockExpired prometheus.Counter
 
 	processed, retried, deadLettered, duplicates prometheus.Counter
 	// retries counts the records parked in each retry level.
@@ -72,7 +78,7 @@ func newMetrics(reg prometheus.Registerer, pipeline string) *metrics {
 	labels := prometheus.Labels{"pipeline": pipeline}
 	m := &metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricRecords, ConstLabels: labels,
-			Help: "Records handled, by outcome: processed (the sink acknowledged), retried (parked in a retry topic), dead_lettered, duplicate (ExactlyOnce: a copy of a record already written, not written again)."}, []string{"outcome"}),
+			Help: "Records handled, by outcome: processed (the sink acknowledged), retried (parked in a retry topic, or released for redelivery in a share group), dead_lettered, duplicate (ExactlyOnce: a copy of a record already written, not written again)."}, []string{"outcome"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricErrors, ConstLabels: labels,
 			Help: "Record failures by error class (transient, poison)."}, []string{"class"}),
 		processing: prometheus.NewHistogram(prometheus.HistogramOpts{Name: metricProcessing, ConstLabels: labels,
@@ -103,8 +109,12 @@ func newMetrics(reg prometheus.Registerer, pipeline string) *metrics {
 	m.durabilityRisks = prometheus.NewGauge(prometheus.GaugeOpts{Name: metricDurabilityRisks, ConstLabels: labels,
 		Help: "Settings of the sink's database under which it can forget commits it acknowledged (synchronous_commit=off, fsync=off); 0 when none."})
 	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricRetries, ConstLabels: labels,
-		Help: "Records parked in a retry topic, by level: 1 for the first retry topic (<prefix>.1), and so on. Their sum is sluice_worker_records_total{outcome=\"retried\"}."}, []string{"level"})
-	reg.MustRegister(m.retries)
+		Help: "Records parked in a retry topic, by level: 1 for the first retry topic (<prefix>.1), and so on (groupType Share: records released for redelivery, by the delivery that failed). Their sum is sluice_worker_records_total{outcome=\"retried\"}."}, []string{"level"})
+	m.shareAckFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: metricShareAckErrors, ConstLabels: labels,
+		Help: "groupType Share: acknowledgements the broker refused (a lock that expired first, a lost session); those records are delivered again."})
+	m.shareLockExpired = prometheus.NewCounter(prometheus.CounterOpts{Name: metricShareExpired, ConstLabels: labels,
+		Help: "groupType Share: records that reached the worker after their lock ran out (fetched ahead while it held a round through an open circuit); released unhandled, the broker delivers them again."})
+	reg.MustRegister(m.retries, m.shareAckFailures, m.shareLockExpired)
 	reg.MustRegister(m.records, m.errors, m.processing, m.endToEnd, m.circuit, m.inFlight, m.paused, m.commits, m.parkFailures, m.rateLimit, m.producerResets, m.rebalances, m.sinkOpenFailures, m.dbRewinds, m.durabilityRisks)
 	m.processed = m.records.WithLabelValues(outcomeProcessed)
 	m.retried = m.records.WithLabelValues(outcomeRetried)

@@ -13,6 +13,7 @@ const (
 	routeDone       routeKind = iota // the sink acknowledged it
 	routeRetry                       // to a retry topic, to be tried again after a delay
 	routeDeadLetter                  // to the dead-letter topic
+	routeRedeliver                   // released to the share group, which delivers it again
 )
 
 // route is the decision for one record.
@@ -54,6 +55,25 @@ func decideRoute(err error, attempt int, retryTopics []string, deadLetter string
 	}
 	if attempt < len(retryTopics) {
 		return route{kind: routeRetry, topic: retryTopics[attempt], dueAt: now.Add(b.delay(attempt + 1)), level: attempt + 1}
+	}
+	return route{kind: routeDeadLetter, topic: deadLetter}
+}
+
+// decideShareRoute is the routing rule of a share group member. deliveries is
+// the broker's delivery count of the record (1 the first time). A poison pill
+// goes to the dead-letter topic at once; a transient failure is released for
+// another delivery while it has retries left and the broker would deliver it
+// again (a record released at the delivery count limit is archived: dropped
+// without a dead letter), then goes to the dead-letter topic.
+func decideShareRoute(err error, deliveries, retryAttempts, limit int32, deadLetter string) route {
+	switch failure.ClassOf(err) {
+	case "":
+		return route{kind: routeDone}
+	case failure.ClassPoison:
+		return route{kind: routeDeadLetter, topic: deadLetter}
+	}
+	if deliveries <= retryAttempts && deliveries < limit {
+		return route{kind: routeRedeliver, level: int(deliveries)}
 	}
 	return route{kind: routeDeadLetter, topic: deadLetter}
 }

@@ -52,3 +52,34 @@ func TestDecideRoute(t *testing.T) {
 		})
 	}
 }
+
+func TestDecideShareRoute(t *testing.T) {
+	transient := failure.Transient(errors.New("503"))
+	poison := failure.Poison(errors.New("bad json"))
+	dlq := route{kind: routeDeadLetter, topic: "o.dlq"}
+	redeliver := func(d int) route { return route{kind: routeRedeliver, level: d} }
+	cases := []struct {
+		name                     string
+		err                      error
+		deliveries, retries, max int32
+		want                     route
+	}{
+		{"success is done", nil, 1, 3, 7, route{kind: routeDone}},
+		{"poison goes to the DLQ at its first delivery", poison, 1, 3, 7, dlq},
+		{"transient, first delivery: released", transient, 1, 3, 7, redeliver(1)},
+		{"transient, third delivery: released (the third retry)", transient, 3, 3, 7, redeliver(3)},
+		{"transient, retries used up: DLQ", transient, 4, 3, 7, dlq},
+		{"transient after crash redeliveries beyond the retries: DLQ", transient, 6, 3, 7, dlq},
+		{"no retries: DLQ at once", transient, 1, 0, 7, dlq},
+		{"at the broker's limit a release would archive it: DLQ", transient, 2, 5, 2, dlq},
+		{"below the broker's limit: released", transient, 1, 5, 2, redeliver(1)},
+		{"unclassified counts as transient", errors.New("?"), 1, 3, 7, redeliver(1)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := decideShareRoute(tc.err, tc.deliveries, tc.retries, tc.max, "o.dlq"); got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}

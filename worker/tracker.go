@@ -296,3 +296,40 @@ func (t *tracker) drop(parts map[string][]int32) int {
 	}
 	return n
 }
+
+// pending returns the records not finished yet, by partition in fetch order
+// (a share group round handles them again after a pause).
+func (t *tracker) pending() []kgo.FetchTopicPartition {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []kgo.FetchTopicPartition
+	for p, pt := range t.parts {
+		var recs []*kgo.Record
+		for _, r := range pt.unfinished() {
+			if !r.done {
+				recs = append(recs, r.rec)
+			}
+		}
+		if len(recs) > 0 {
+			out = append(out, kgo.FetchTopicPartition{Topic: p.topic, FetchPartition: kgo.FetchPartition{Partition: p.partition, Records: recs}})
+		}
+	}
+	slices.SortFunc(out, func(a, b kgo.FetchTopicPartition) int {
+		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+	})
+	return out
+}
+
+// forgetAll drops every partition (the end of a share group round, whose
+// records all have their acknowledgement) and returns how many unfinished
+// records there were.
+func (t *tracker) forgetAll() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for p, pt := range t.parts {
+		n += pt.countUnfinished()
+		delete(t.parts, p)
+	}
+	return n
+}

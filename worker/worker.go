@@ -90,6 +90,7 @@ type Worker struct {
 	sinkRef        atomic.Pointer[sink.Sink]
 	sinkOpenErr    atomic.Pointer[error] // why the sink isn't open yet
 	joined         atomic.Bool
+	share          bool        // a share group member: each record is acknowledged on its own
 	committing     atomic.Bool // an asynchronous commit is on its way
 	// wakePoll cancels the poll the loop waits in (nil when it isn't polling).
 	wakePoll atomic.Pointer[context.CancelFunc]
@@ -138,6 +139,7 @@ func New(o Options) (*Worker, error) {
 		attempts:    map[string]int{},
 		tracker:     newTracker(),
 		round:       &roundState{},
+		share:       cfg.Source.IsShare(),
 		pausedUntil: map[tp]time.Time{},
 		fencedAt:    map[tp]int64{},
 		dbStart:     map[tp]int64{},
@@ -229,7 +231,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 
-	opts, err := w.clientOpts()
+	clientOpts := w.clientOpts
+	if w.share {
+		clientOpts = w.shareClientOpts
+	}
+	opts, err := clientOpts()
 	if err != nil {
 		return err
 	}
@@ -245,7 +251,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.producer.Store(producer)
 	defer func() { w.producer.Load().Close() }()
-	err = w.consume(ctx, closeClient)
+	if w.share {
+		err = w.consumeShare(ctx, closeClient)
+	} else {
+		err = w.consume(ctx, closeClient)
+	}
 	closeBudget = 0
 	return err
 }
@@ -736,6 +746,7 @@ func (w *Worker) deliver(ctx context.Context, chunk []*message) (time.Time, bool
 	for i, m := range chunk {
 		err := errs[i]
 		if err == nil {
+			w.accept(m.rec)
 			acked = append(acked, m.rec)
 			if !m.info.origin.timestamp.IsZero() {
 				w.metrics.endToEnd.Observe(now.Sub(m.info.origin.timestamp).Seconds())
@@ -790,7 +801,16 @@ func (w *Worker) parkAlone(m *message, r *kgo.Record, info failureInfo, cause er
 func (w *Worker) park(r *kgo.Record, info failureInfo, cause error, now time.Time, trace context.Context) routeKind {
 	class := failure.ClassOf(cause)
 	w.metrics.errors.WithLabelValues(string(class)).Inc()
-	rt := decideRoute(cause, info.attempt, w.cfg.Delivery.RetryTopics, w.cfg.Delivery.DeadLetterTopic, w.backoff, now)
+	var rt route
+	if w.share {
+		if rt = w.shareRoute(r, cause); rt.kind == routeRedeliver {
+			w.redeliver(r)
+			return routeRetry
+		}
+		info.attempt = max(info.attempt, int(r.DeliveryCount())-1) // the dead letter's attempt header counts deliveries
+	} else {
+		rt = decideRoute(cause, info.attempt, w.cfg.Delivery.RetryTopics, w.cfg.Delivery.DeadLetterTopic, w.backoff, now)
+	}
 	out := failedCopy(r, info, rt.topic, string(class), cause, now, rt.dueAt)
 	out.Context = trace
 	w.producer.Load().Produce(context.WithoutCancel(context.Background()), out, func(_ *kgo.Record, err error) {
@@ -806,6 +826,7 @@ func (w *Worker) park(r *kgo.Record, info failureInfo, cause error, now time.Tim
 		} else {
 			w.metrics.deadLettered.Inc()
 		}
+		w.accept(r)
 		w.finish(r)
 	})
 	return rt.kind
@@ -821,19 +842,7 @@ func (w *Worker) finish(r *kgo.Record) {
 // rewinds every partition that still has unfinished records to the first of them
 // and pauses it, then commits what is finished.
 func (w *Worker) settle(ctx context.Context, pauses map[tp]time.Time) {
-	// Parked copies normally finish (acknowledged or failed) within the delivery
-	// timeout; a flush that outlasts it by far means the producer is wedged.
-	flushCtx, cancel := context.WithTimeout(ctx, deliveryTimeout(w.cfg.Consumer.MaxPollInterval.Duration)+5*time.Second)
-	err := w.producer.Load().Flush(flushCtx)
-	cancel()
-	switch {
-	case err != nil && ctx.Err() == nil:
-		w.replaceProducer("parked records neither acknowledged nor failed past the delivery timeout")
-	case err != nil:
-		w.log.Warn("flush of parked records interrupted by shutdown", "err", err)
-	case w.parkFailStreak.Load() >= replaceStreak:
-		w.replaceProducer(fmt.Sprintf("%d parks in a row failed", w.parkFailStreak.Load()))
-	}
+	w.flushParked(ctx)
 	now := w.now()
 	rewind := map[string]map[int32]kgo.EpochOffset{}
 	for p, stored := range w.takeFenced() {
@@ -867,6 +876,25 @@ func (w *Worker) settle(ctx context.Context, pauses map[tp]time.Time) {
 		}
 	}
 	w.commitAsync(ctx, w.tracker.committable())
+}
+
+// flushParked waits until every parked copy is acknowledged or failed (their
+// records are finished, or stay unfinished to be handled again), replacing the
+// producer when it looks wedged.
+func (w *Worker) flushParked(ctx context.Context) {
+	// Parked copies normally finish (acknowledged or failed) within the delivery
+	// timeout; a flush that outlasts it by far means the producer is wedged.
+	flushCtx, cancel := context.WithTimeout(ctx, deliveryTimeout(w.cfg.Consumer.MaxPollInterval.Duration)+5*time.Second)
+	err := w.producer.Load().Flush(flushCtx)
+	cancel()
+	switch {
+	case err != nil && ctx.Err() == nil:
+		w.replaceProducer("parked records neither acknowledged nor failed past the delivery timeout")
+	case err != nil:
+		w.log.Warn("flush of parked records interrupted by shutdown", "err", err)
+	case w.parkFailStreak.Load() >= replaceStreak:
+		w.replaceProducer(fmt.Sprintf("%d parks in a row failed", w.parkFailStreak.Load()))
+	}
 }
 
 // commitAsync starts committing offsets and returns: the next poll's records
