@@ -73,6 +73,9 @@ func (w *Worker) onShareAcks(_ *kgo.Client, results kgo.ShareAckResults) {
 	}
 }
 
+// sharePollWait bounds a share member's wait for records.
+const sharePollWait = time.Second
+
 // consumeShare is the share group member's poll loop.
 func (w *Worker) consumeShare(ctx context.Context, closeClient func() <-chan struct{}) error {
 	procCtx, procCancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -84,17 +87,24 @@ func (w *Worker) consumeShare(ctx context.Context, closeClient func() <-chan str
 
 	maxPoll := int(w.cfg.Consumer.MaxPollRecords)
 	for ctx.Err() == nil {
-		fetches := w.client.PollRecords(ctx, maxPoll)
+		// A bounded poll: on an idle topic it returns empty, and a poll
+		// that ran its course without an error is what tells a share member
+		// is in the group (kgo reports no assignment to share members).
+		pollCtx, cancel := context.WithTimeout(ctx, sharePollWait)
+		fetches := w.client.PollRecords(pollCtx, maxPoll)
+		cancel()
 		if fetches.IsClientClosed() {
 			break
 		}
+		failed := false
 		fetches.EachError(func(topic string, p int32, err error) {
 			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+				failed = true
 				w.log.Warn("share fetch error", "topic", topic, "partition", p, "err", err)
 			}
 		})
-		if ctx.Err() == nil {
-			w.joined.Store(true) // the member polled the group's broker
+		if ctx.Err() == nil && !failed {
+			w.joined.Store(true)
 		}
 		w.releaseExpired(fetches)
 		parts := w.startRound(fetches)

@@ -400,3 +400,18 @@ func TestShareGroupShutdownReleasesWhatItDidNotStart(t *testing.T) {
 		}
 	}
 }
+
+// TestShareGroupMemberOnAnIdleTopicIsReady: a share member reports no
+// assignment, so readiness comes from polls that run their course without an
+// error: on a topic with nothing to read the worker is ready (it would
+// otherwise never be, and a Deployment of share workers never Available).
+func TestShareGroupMemberOnAnIdleTopicIsReady(t *testing.T) {
+	testkafka.FakeOnly(t, "kfake's share heartbeat of 200 ms; a real broker's minimum is 5 s")
+	b := newShareBroker(t, defaultShareLimits)
+	b.createTopics(1, "orders", "orders.dlq")
+	w := startWorker(t, b.shareConfig(b.config(), defaultShareLimits, 8), nil)
+	eventually(t, 10*time.Second, "/readyz OK on an idle topic", func() bool {
+		code, _ := readyzBody(w.addr)
+		return code == http.StatusOK
+	})
+}
