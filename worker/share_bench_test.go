@@ -3,31 +3,37 @@ package worker
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluice-dev/sluice/internal/kafka"
 	"github.com/sluice-dev/sluice/internal/workerconfig"
 )
 
-// BenchmarkShareGroupPastThePartitions: records/s of 2 and 8 workers on a
-// 2-partition topic, as a consumer group and as a share group, each worker
-// with 8 records in flight at a downstream taking a uniform 0-20 ms per
-// record (10 ms on average: 800 records/s per worker at most). A consumer
+// BenchmarkShareGroupPastThePartitions: records/s of 1, 2, 4 and 8 workers on
+// a 2-partition topic, as a consumer group and as a share group, each worker
+// with the http sink and 8 records in flight at a local service answering
+// each request after 50 ms (160 records/s per worker at most). A consumer
 // group's third and later workers get no partition; a share group's do.
-// Timed from the first sink call to the last acknowledgement, after every
-// worker joined (and 2 s to settle). Both poll 4 × maxInFlight records, the
-// default render writes.
+// Timed from the first request to the last answer, after every worker joined
+// (and 2 s to settle). Both poll 4 × maxInFlight records, the default render
+// writes.
 //
 //	go test ./worker -run '^$' -bench BenchmarkShareGroupPastThePartitions -benchtime 1x
 func BenchmarkShareGroupPastThePartitions(b *testing.B) {
-	const n, partitions, maxInFlight, latency = 4000, 2, 8, 20 * time.Millisecond
+	const n, partitions, maxInFlight, latency = 2000, 2, 8, 50 * time.Millisecond
 	for _, groupType := range []string{workerconfig.GroupTypeConsumer, workerconfig.GroupTypeShare} {
-		for _, replicas := range []int{2, 8} {
+		for _, replicas := range []int{1, 2, 4, 8} {
 			b.Run(fmt.Sprintf("%s/%d-workers", groupType, replicas), func(b *testing.B) {
 				var total time.Duration
 				for b.Loop() {
@@ -36,7 +42,7 @@ func BenchmarkShareGroupPastThePartitions(b *testing.B) {
 				secs := total.Seconds() / float64(b.N)
 				b.ReportMetric(secs, "s")
 				b.ReportMetric(float64(n)/secs, "records/s")
-				b.ReportMetric(float64(replicas)*maxInFlight/(latency/2).Seconds(), "ceiling-records/s")
+				b.ReportMetric(float64(replicas)*maxInFlight/latency.Seconds(), "ceiling-records/s")
 			})
 		}
 	}
@@ -55,7 +61,10 @@ func runGroupBench(b *testing.B, groupType string, replicas, n int, partitions i
 	}
 	defer c.Close()
 	seeds := c.ListenAddrs()
+	svc := newTimedService(n, latency)
+	defer svc.srv.Close()
 	cfg := concurrentConfig(benchConfig(seeds, nextGroup()), workerconfig.OrderingUnordered, maxInFlight)
+	cfg.Sink = workerconfig.Sink{HTTP: &workerconfig.HTTPSink{URL: svc.srv.URL, Timeout: metav1.Duration{Duration: 5 * time.Second}}}
 	cfg.RateLimit.WarmupRecordsPerSecond = 0
 	if groupType == workerconfig.GroupTypeShare {
 		cfg.Source.GroupType = groupType
@@ -75,12 +84,11 @@ func runGroupBench(b *testing.B, groupType string, replicas, n int, partitions i
 		cfg.Delivery.RetryTopics = nil
 	}
 
-	snk := &latencySink{max: latency, n: int64(n), done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	var workers []*Worker
 	stopped := make(chan error, replicas)
 	for range replicas {
-		w, err := New(Options{Config: cfg, Sink: snk, Listener: mustListen(b),
+		w, err := New(Options{Config: cfg, Listener: mustListen(b),
 			Logger: discardLogger(), KafkaOpts: []kgo.Opt{kgo.MetadataMinAge(100 * time.Millisecond)}})
 		if err != nil {
 			b.Fatal(err)
@@ -109,9 +117,9 @@ func runGroupBench(b *testing.B, groupType string, replicas, n int, partitions i
 	}
 	produceRecords(b, seeds, recs)
 	select {
-	case <-snk.done:
+	case <-svc.done:
 	case <-time.After(2 * time.Minute):
-		b.Fatalf("%d of %d records acknowledged in 2 min", snk.acked.Load(), n)
+		b.Fatalf("%d of %d records acknowledged in 2 min", svc.answered.Load(), n)
 	}
 	cancel()
 	for range replicas {
@@ -119,5 +127,32 @@ func runGroupBench(b *testing.B, groupType string, replicas, n int, partitions i
 			b.Fatal(err)
 		}
 	}
-	return time.Duration(snk.last.Load() - snk.first.Load())
+	return time.Duration(svc.last.Load() - svc.first.Load())
+}
+
+// timedService is a local HTTP downstream answering every request after
+// latency; it notes the first request and when the n-th answer went out.
+type timedService struct {
+	srv         *httptest.Server
+	answered    atomic.Int64
+	first, last atomic.Int64 // unix nanos
+	done        chan struct{}
+	once        sync.Once
+}
+
+func newTimedService(n int, latency time.Duration) *timedService {
+	s := &timedService{done: make(chan struct{})}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			return
+		}
+		s.first.CompareAndSwap(0, time.Now().UnixNano())
+		_, _ = io.Copy(io.Discard, r.Body)
+		time.Sleep(latency)
+		rw.WriteHeader(http.StatusOK)
+		if s.answered.Add(1) >= int64(n) {
+			s.once.Do(func() { s.last.Store(time.Now().UnixNano()); close(s.done) })
+		}
+	}))
+	return s
 }
