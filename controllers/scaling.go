@@ -26,6 +26,7 @@ func (r *StreamPipelineReconciler) reconcileObservation(_ context.Context, s *sc
 		Group:           sp.ConsumerGroup(),
 		Topic:           sp.Spec.Source.Topic,
 		DeadLetterTopic: sp.DeadLetterTopic(),
+		Share:           sp.Share(),
 		Interval:        sluicev1.DurationOr(sp.Spec.Scaling.PollInterval, sluicev1.DefaultPollInterval),
 	})
 
@@ -52,6 +53,7 @@ func observeParamsOf(sp *sluicev1.StreamPipeline) observeParams {
 			LagThreshold:           sluicev1.Int64Or(sc.LagThreshold, sluicev1.DefaultLagThreshold),
 			MaxScaleUpStep:         sluicev1.Int32Or(sc.MaxScaleUpStep, sluicev1.DefaultMaxScaleUpStep),
 			ScaleDownStabilization: sluicev1.DurationOr(sc.ScaleDownStabilization, sluicev1.DefaultScaleDownStabilization),
+			SharedPartitions:       sp.Share(),
 		},
 		startFrom:          lag.StartFrom(sp.PositionStartFrom()),
 		suspended:          sp.Spec.Suspend,

@@ -20,7 +20,9 @@ import (
 // A failure stops the reconcile before the Deployment is created or changed.
 func (r *StreamPipelineReconciler) reconcileStartingOffsets(ctx context.Context, s *scope) error {
 	sp := s.sp
-	if sp.StartFrom() != sluicev1.StartFromLatest || sp.Status.StartingOffsetsCommitted != nil {
+	// A share group starts where its share.auto.offset.reset group config
+	// says (reconcileShareGroup sets it); it has no committed offsets.
+	if sp.StartFrom() != sluicev1.StartFromLatest || sp.Status.StartingOffsetsCommitted != nil || sp.Share() {
 		return nil
 	}
 	kctx, cancel := context.WithTimeout(ctx, r.KafkaTimeout)

@@ -126,6 +126,7 @@ func (r *StreamPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		r.reconcileClaims,
 		r.reconcileSecrets,
 		r.reconcileTopics,
+		r.reconcileShareGroup,
 		r.reconcileStartingOffsets,
 		r.reconcileObservation,
 		r.reconcileServiceAccount,

@@ -23,6 +23,10 @@ const (
 	// partitions whose committed offset stands still (PartitionsStalled), or no
 	// live members at all (GroupStopped).
 	ConditionConsumerStalled = "ConsumerStalled"
+	// ConditionShareGroupReady is True when the cluster runs share groups and
+	// the pipeline's share group has the configs Sluice sets (groupType Share
+	// only; a consumer pipeline does not have it).
+	ConditionShareGroupReady = "ShareGroupReady"
 )
 
 // Condition reasons, in CamelCase as the Kubernetes API conventions ask.
@@ -57,6 +61,11 @@ const (
 	ReasonTopicProvisioningFailed  = "TopicProvisioningFailed"
 	ReasonStartingOffsetsFailed    = "StartingOffsetsFailed"
 	ReasonTopicDeletionFailed      = "TopicDeletionFailed"
+	// Share groups (groupType Share).
+	ReasonShareGroupConfigured    = "ShareGroupConfigured"
+	ReasonShareGroupsUnsupported  = "ShareGroupsUnsupported"
+	ReasonInvalidShareGroupConfig = "InvalidShareGroupConfig"
+	ReasonShareGroupConfigFailed  = "ShareGroupConfigFailed"
 	// ReasonDeleting: the pipeline is being deleted.
 	ReasonDeleting = "Deleting"
 

@@ -202,6 +202,15 @@ func TestInvalidManifestsAreRejectedWithTheFieldNamed(t *testing.T) {
 		{"unordered with offsets in PostgreSQL", map[string]any{"processing.ordering": "Unordered", "delivery.semantics": "ExactlyOnce",
 			"sink.http": nil, "sink.postgres": map[string]any{"dsnSecretRef": map[string]any{"name": "pg", "key": "dsn"}, "table": "orders"}},
 			[]string{"spec.processing.ordering", "can't be combined with delivery.semantics ExactlyOnce", "AtLeastOnce with an idempotent sink"}},
+		{"an unknown group type", map[string]any{"source.groupType": "Queue"},
+			[]string{"spec.source.groupType", "Unsupported value", `"Consumer", "Share"`}},
+		{"a share group with Kafka transactions", map[string]any{"source.groupType": "Share", "processing.ordering": "Unordered", "delivery.semantics": "ExactlyOnce",
+			"sink.http": nil, "sink.kafka": map[string]any{"topic": "orders-out"}},
+			[]string{"spec.source.groupType", "Share can't be combined with delivery.semantics ExactlyOnce", "no transactions"}},
+		{"a share group with the default ordering (Partition)", map[string]any{"source.groupType": "Share"},
+			[]string{"spec.processing.ordering", "set processing.ordering Unordered"}},
+		{"a share group with key ordering", map[string]any{"source.groupType": "Share", "processing.ordering": "Key"},
+			[]string{"spec.processing.ordering", "neither partition nor key order can hold"}},
 		{"a poll smaller than maxInFlight", map[string]any{"processing.ordering": "Key", "processing.maxInFlight": int64(256), "consumer.maxPollRecords": int64(255)},
 			[]string{"spec.consumer.maxPollRecords", "must be at least processing.maxInFlight"}},
 		{"a poll smaller than the default maxInFlight", map[string]any{"processing.ordering": "Unordered", "consumer.maxPollRecords": int64(sluicev1.DefaultMaxInFlight - 1)},
@@ -370,6 +379,8 @@ func TestSensibleSingleSettingsAreAccepted(t *testing.T) {
 		{"processing.ordering": "Key", "sink.http": nil, "sink.postgres": map[string]any{"dsnSecretRef": map[string]any{"name": "pg", "key": "dsn"}, "table": "orders"}},
 		{"processing.ordering": "Partition", "delivery.semantics": "ExactlyOnce", "sink.http": nil, "sink.kafka": map[string]any{"topic": "orders-out"}},
 		{"consumer.maxPollRecords": int64(1)},
+		{"source.groupType": "Share", "processing.ordering": "Unordered"},
+		{"source.groupType": "Consumer"},
 	}
 	for i, edits := range cases {
 		obj := pipeline(t, "single-"+string(rune('a'+i)), edits)
@@ -401,5 +412,29 @@ func TestKeyOrderingAloneGetsDefaultsThatFollowIt(t *testing.T) {
 	}
 	if sp.Ordering() != sluicev1.OrderingKey || sp.MaxInFlight() != 64 || sp.MaxPollRecords() != 256 {
 		t.Errorf("effective ordering %s, maxInFlight %d, maxPollRecords %d; want Key, 64, 256", sp.Ordering(), sp.MaxInFlight(), sp.MaxPollRecords())
+	}
+}
+
+// TestGroupTypeCannotChange: Kafka keeps a group id to one group type, so
+// source.groupType is fixed once the pipeline exists; it defaults to Consumer.
+func TestGroupTypeCannotChange(t *testing.T) {
+	ctx := context.Background()
+	obj := pipeline(t, "group-type-fixed", nil)
+	if err := k8s.Create(ctx, obj); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	t.Cleanup(func() { _ = k8s.Delete(ctx, obj) })
+	sp := &sluicev1.StreamPipeline{}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), sp); err != nil {
+		t.Fatal(err)
+	}
+	if sp.Spec.Source.GroupType != sluicev1.GroupTypeConsumer {
+		t.Errorf("stored groupType %q, want the default Consumer", sp.Spec.Source.GroupType)
+	}
+	sp.Spec.Source.GroupType = sluicev1.GroupTypeShare
+	sp.Spec.Processing.Ordering = sluicev1.OrderingUnordered
+	err := k8s.Update(ctx, sp)
+	if err == nil || !strings.Contains(err.Error(), "spec.source.groupType") || !strings.Contains(err.Error(), "can't change") {
+		t.Errorf("changing groupType to Share: %v, want it refused naming spec.source.groupType", err)
 	}
 }

@@ -14,6 +14,9 @@ type Watch struct {
 	Group           string
 	Topic           string
 	DeadLetterTopic string
+	// Share is true for a share group (KIP-932): its lag comes from
+	// DescribeShareGroupOffsets, its members from DescribeShareGroups.
+	Share bool
 	// Interval is how often the pipeline wants a sample; the cluster polls at the
 	// shortest interval any of its watches asks for, batching every watch into
 	// the same requests.
@@ -57,6 +60,9 @@ func newCluster(key string, brokers []string, cl *kgo.Client, onObs func(string,
 
 // Admin is the cluster's admin client.
 func (c *Cluster) Admin() *kadm.Client { return c.admin }
+
+// Client is the cluster's client, for requests kadm has no helper for.
+func (c *Cluster) Client() *kgo.Client { return c.client }
 
 // Brokers are the bootstrap servers the client was built with.
 func (c *Cluster) Brokers() []string { return c.brokers }

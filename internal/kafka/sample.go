@@ -67,14 +67,19 @@ func (c *Cluster) sample(ctx context.Context, watches map[string]Watch, interval
 	now := time.Now()
 	out := make(map[string]Observation, len(watches))
 
-	topicSet, groupSet := map[string]struct{}{}, map[string]struct{}{}
+	topicSet, groupSet, shareSet := map[string]struct{}{}, map[string]struct{}{}, map[string]struct{}{}
 	for _, w := range watches {
 		topicSet[w.Topic] = struct{}{}
 		topicSet[w.DeadLetterTopic] = struct{}{}
-		groupSet[w.Group] = struct{}{}
+		if w.Share {
+			shareSet[w.Group] = struct{}{}
+		} else {
+			groupSet[w.Group] = struct{}{}
+		}
 	}
 	topics := slices.Sorted(maps.Keys(topicSet))
 	groups := slices.Sorted(maps.Keys(groupSet))
+	shareGroups := slices.Sorted(maps.Keys(shareSet))
 
 	ends, err := c.admin.ListEndOffsets(ctx, topics...)
 	var starts kadm.ListedOffsets
@@ -87,19 +92,39 @@ func (c *Cluster) sample(ctx context.Context, watches map[string]Watch, interval
 		}
 		return out
 	}
-	committed := c.admin.FetchManyOffsets(ctx, groups...)
-	described, describeErr := c.admin.DescribeGroups(ctx, groups...)
+	var committed kadm.FetchOffsetsResponses
+	var described kadm.DescribedGroups
+	var describeErr error
+	if len(groups) > 0 {
+		committed = c.admin.FetchManyOffsets(ctx, groups...)
+		described, describeErr = c.admin.DescribeGroups(ctx, groups...)
+	}
+	var shared shareSample
+	if len(shareGroups) > 0 {
+		shared = c.sampleShareGroups(ctx, shareGroups)
+	}
 
 	for u, w := range watches {
 		o := Observation{At: now}
-		parts, err := sourceOffsets(w, ends, starts, committed)
+		var parts []Offsets
+		var err error
+		if w.Share {
+			parts, err = shareSourceOffsets(w, ends, starts, shared)
+		} else {
+			parts, err = sourceOffsets(w, ends, starts, committed)
+		}
 		if err != nil {
 			o.Err = err
 			out[u] = o
 			continue
 		}
 		o.Partitions = parts
-		if describeErr == nil {
+		switch {
+		case w.Share:
+			if g, ok := shared.members[w.Group]; ok && g.Err == nil {
+				o.Members, o.GroupState = len(g.Members), g.GroupState
+			}
+		case describeErr == nil:
 			if g, ok := described[w.Group]; ok && g.Err == nil {
 				o.Members, o.GroupState = len(g.Members), g.State
 			}

@@ -65,6 +65,11 @@ func TestDecide(t *testing.T) {
 			steps: []step{{0, 0, 1, ReasonSteady}, {m, 0, 1, ReasonSteady}},
 		},
 		{
+			name:   "a share group scales past the partition count, to maxReplicas",
+			policy: policy(func(p *Policy) { p.Max, p.MaxScaleUpStep, p.SharedPartitions = 8, 8, true }), partitions: 2, current: 1,
+			steps: []step{{0, 90000, 8, ReasonLagAboveTarget}},
+		},
+		{
 			name: "lag within the target is steady", policy: policy(nil), partitions: 12, current: 2,
 			steps: []step{{0, 1500, 2, ReasonSteady}, {m, 2000, 2, ReasonSteady}},
 		},
@@ -393,5 +398,14 @@ func TestWithinKeepsToTheDecisionBounds(t *testing.T) {
 		if got := p.Within(tc.n, tc.partitions); got != tc.want {
 			t.Errorf("Within(%d, %d partitions) = %d, want %d", tc.n, tc.partitions, got, tc.want)
 		}
+	}
+	// A share group's members all read every partition: only Max caps.
+	shared := p
+	shared.SharedPartitions = true
+	if got := shared.Within(8, 2); got != 8 {
+		t.Errorf("share group: Within(8, 2 partitions) = %d, want 8", got)
+	}
+	if got := shared.Within(12, 2); got != 10 {
+		t.Errorf("share group: Within(12, 2 partitions) = %d, want 10 (maxReplicas)", got)
 	}
 }

@@ -16,6 +16,10 @@ type Policy struct {
 	// ScaleDownStabilization is how long the lag must have asked for fewer
 	// replicas before the pipeline scales down.
 	ScaleDownStabilization time.Duration
+
+	// SharedPartitions is true for a share group, whose members all read
+	// every partition: the partition count caps nothing, Max does.
+	SharedPartitions bool
 }
 
 // normalized makes a policy safe to compute with. The API's validation already
@@ -44,10 +48,10 @@ type bounds struct {
 // partition goes to one member, so members beyond the partition count sit
 // idle and only lengthen every rebalance. It wins even over Min: a Min of 8
 // on a 4-partition topic runs 4. hi is at least 1, since Max and a known
-// partition count both are.
+// partition count both are. A share group has no such ceiling.
 func (p Policy) bounds(partitions int32) bounds {
 	b := bounds{hi: p.Max}
-	if partitions > 0 && partitions < b.hi {
+	if partitions > 0 && partitions < b.hi && !p.SharedPartitions {
 		b.hi, b.byPartitions = partitions, true
 	}
 	b.lo = min(p.Min, b.hi)

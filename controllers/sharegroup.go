@@ -1,0 +1,91 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/kafka"
+)
+
+// reconcileShareGroup, for a groupType Share pipeline, checks that the cluster
+// runs share groups and sets the group's configs from the spec (where a new
+// partition starts, the record lock, the delivery count limit): whenever the
+// topics are provisioned (a spec change, the resync interval), so a config
+// changed by hand is put back. The workers can't consume without them (Kafka
+// would start a new group at the latest offset and archive records after its
+// own delivery limit, not the pipeline's), so a failure stops the reconcile
+// before the Deployment is touched.
+func (r *StreamPipelineReconciler) reconcileShareGroup(ctx context.Context, s *scope) error {
+	sp := s.sp
+	if !sp.Share() {
+		meta.RemoveStatusCondition(&sp.Status.Conditions, sluicev1.ConditionShareGroupReady)
+		return nil
+	}
+	if s.topics == nil && meta.IsStatusConditionTrue(sp.Status.Conditions, sluicev1.ConditionShareGroupReady) {
+		return nil // provisioning was current: so are the group's configs
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.KafkaTimeout)
+	defer cancel()
+	err := kafka.CheckShareGroups(ctx, s.cluster.Client())
+	var changed []string
+	if err == nil {
+		changed, err = kafka.EnsureShareGroup(ctx, s.cluster.Client(), sp.ConsumerGroup(), shareGroupSettings(sp))
+	}
+	if err != nil {
+		err = classifyShareGroupError(sp, err)
+		var st *stalledError
+		var re *retryError
+		switch {
+		case errors.As(err, &st):
+			setCondition(sp, sluicev1.ConditionShareGroupReady, metav1.ConditionFalse, st.reason, st.message)
+		case errors.As(err, &re):
+			setCondition(sp, sluicev1.ConditionShareGroupReady, metav1.ConditionFalse, re.reason, re.Error())
+		}
+		return err
+	}
+	msg := fmt.Sprintf("share group %s: %s", sp.ConsumerGroup(), describeShareSettings(shareGroupSettings(sp)))
+	if len(changed) > 0 {
+		msg += " (set: " + strings.Join(changed, ", ") + ")"
+	}
+	setCondition(sp, sluicev1.ConditionShareGroupReady, metav1.ConditionTrue, sluicev1.ReasonShareGroupConfigured, msg)
+	return nil
+}
+
+// shareGroupSettings are the group configs a share pipeline's spec asks for.
+func shareGroupSettings(sp *sluicev1.StreamPipeline) kafka.ShareGroupSettings {
+	return kafka.ShareGroupSettings{
+		StartFrom:          string(sp.StartFrom()),
+		RecordLock:         sp.ShareRecordLockDuration(),
+		DeliveryCountLimit: sp.ShareDeliveryCountLimit(),
+	}
+}
+
+func describeShareSettings(s kafka.ShareGroupSettings) string {
+	return fmt.Sprintf("new partitions start at the %s offset, records are locked for %s, archived after %d deliveries",
+		strings.ToLower(s.StartFrom), s.RecordLock, s.DeliveryCountLimit)
+}
+
+// classifyShareGroupError says what the pipeline shows for a failure.
+func classifyShareGroupError(sp *sluicev1.StreamPipeline, err error) error {
+	switch {
+	case errors.Is(err, kafka.ErrShareGroupsUnsupported):
+		return stalled(sluicev1.ReasonShareGroupsUnsupported,
+			"spec.source.groupType Share: %v; use groupType Consumer on this cluster", err)
+	case kafka.Classify(err) == kafka.ProblemAuth:
+		return stalled(sluicev1.ReasonKafkaAuthFailed,
+			"Kafka refused to describe or alter the configs of group %s (%v): grant the operator DescribeConfigs and AlterConfigs on it", sp.ConsumerGroup(), err)
+	case kafka.Classify(err) == kafka.ProblemInvalidConfig:
+		return stalled(sluicev1.ReasonInvalidShareGroupConfig,
+			"the cluster refused the share group configs (%v): the broker's group.share.* bounds (min/max record lock duration, delivery count limit) must allow %s",
+			err, describeShareSettings(shareGroupSettings(sp)))
+	case kafka.Classify(err) == kafka.ProblemUnreachable:
+		return retry(sluicev1.ReasonKafkaUnreachable, fmt.Errorf("kafka %s unreachable: %w", strings.Join(sp.Spec.Kafka.BootstrapServers, ","), err))
+	}
+	return retry(sluicev1.ReasonShareGroupConfigFailed, fmt.Errorf("configure share group %s: %w", sp.ConsumerGroup(), err))
+}
