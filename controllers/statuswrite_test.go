@@ -34,9 +34,14 @@ func TestStatusWriteIsValidFromAStaleStartingPoint(t *testing.T) {
 	// The suite's reconciler writes this pipeline's status too; each round
 	// sets up the stale situation afresh and checks one write.
 	for range 3 {
-		server := getPipeline(g, ns, "stale")
-		server.Status.Lag = nil
-		g.Expect(k8s.Status().Update(ctx, server)).To(Succeed())
+		// Setting the stage races the suite's reconciler's own writes: a
+		// conflict there is retried (what is tested is writeStatus below).
+		var server *sluicev1.StreamPipeline
+		g.Eventually(func(g Gomega) {
+			server = getPipeline(g, ns, "stale")
+			server.Status.Lag = nil
+			g.Expect(k8s.Status().Update(ctx, server)).To(Succeed())
+		}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
 
 		sp := server.DeepCopy() // the stale original had oldLag; the reconcile computed newLag
 		original := sp.DeepCopy()
