@@ -272,6 +272,16 @@ broker.session.timeout.ms=3000
 group.initial.rebalance.delay.ms=0
 group.min.session.timeout.ms=500
 
+# Share groups (KIP-932): the tests' timings, as kfake is started for them. The
+# defaults are a 5 s heartbeat, a 45 s session and locks of at least 15 s; the
+# tests set their groups' lock and delivery count limit with group configs,
+# which these minimums must allow.
+group.share.heartbeat.interval.ms=200
+group.share.min.heartbeat.interval.ms=100
+group.share.session.timeout.ms=2000
+group.share.min.session.timeout.ms=1000
+group.share.min.record.lock.duration.ms=1000
+
 # Small footprint: fewer threads, small segments, an 8 MiB (not 128 MiB) heap
 # buffer for the log cleaner.
 num.network.threads=2

@@ -24,10 +24,11 @@ type shareLimits struct {
 
 var defaultShareLimits = shareLimits{retries: 2, deliveryLimit: 6, lock: 15 * time.Second}
 
-// newShareBroker is a broker for share group tests. kfake reads the delivery
-// count limit and the lock duration from its broker configs (Kafka from the
-// group's, which shareConfig sets as the operator does), so they are set on
-// both.
+// newShareBroker is a broker for share group tests: kfake, or the real
+// cluster (hack/kafka.sh starts it with the same short share heartbeat and
+// session, and a 1 s minimum lock). kfake reads the delivery count limit and
+// the lock duration from its broker configs, Kafka from the group's configs,
+// which shareConfig sets as the operator does; so they are set on both.
 func newShareBroker(t *testing.T, l shareLimits) *broker {
 	t.Helper()
 	return brokerOn(t, testkafka.New(t, kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(100*time.Millisecond), kfake.BrokerConfigs(map[string]string{
@@ -136,7 +137,6 @@ func values(from, to int) []string {
 // three of five idle), every record is handled and acknowledged (the group's
 // lag drains to 0), and none is dead-lettered.
 func TestShareGroupSpreadsTwoPartitionsOverFiveWorkers(t *testing.T) {
-	testkafka.FakeOnly(t, "kfake's share heartbeat of 200 ms; a real broker's minimum is 5 s")
 	b := newShareBroker(t, defaultShareLimits)
 	b.createTopics(2, "orders", "orders.dlq")
 	log, url := newAttemptLog(t, func(string, int) int {
@@ -179,7 +179,6 @@ func TestShareGroupSpreadsTwoPartitionsOverFiveWorkers(t *testing.T) {
 // (never delivered again). A record that fails once and then succeeds is
 // processed, not dead-lettered. Other records are not held up.
 func TestShareGroupTransientFailuresAreRedeliveredThenDeadLettered(t *testing.T) {
-	testkafka.FakeOnly(t, "kfake's share heartbeat of 200 ms; a real broker's minimum is 5 s")
 	b := newShareBroker(t, defaultShareLimits)
 	b.createTopics(2, "orders", "orders.dlq")
 	log, url := newAttemptLog(t, func(body string, call int) int {
@@ -225,7 +224,6 @@ func TestShareGroupTransientFailuresAreRedeliveredThenDeadLettered(t *testing.T)
 // the dead-letter topic at its first delivery and is acknowledged, so the
 // broker never hands it out again.
 func TestShareGroupPoisonIsDeadLetteredOnceNotRedelivered(t *testing.T) {
-	testkafka.FakeOnly(t, "kfake's share heartbeat of 200 ms; a real broker's minimum is 5 s")
 	b := newShareBroker(t, defaultShareLimits)
 	b.createTopics(1, "orders", "orders.dlq")
 	log, url := newAttemptLog(t, func(body string, _ int) int {
@@ -259,7 +257,6 @@ func TestShareGroupPoisonIsDeadLetteredOnceNotRedelivered(t *testing.T) {
 // ahead, and the trial call's released record sits in its buffer past its
 // lock; the worker releases it unhandled.)
 func TestShareGroupOpenCircuitHoldsRecordsAndRenewsTheirLocks(t *testing.T) {
-	testkafka.FakeOnly(t, "a record lock of 1 s; a real broker's minimum is 15 s")
 	l := shareLimits{retries: 2, deliveryLimit: 4, lock: time.Second}
 	b := newShareBroker(t, l)
 	b.createTopics(1, "orders", "orders.dlq")
@@ -307,7 +304,6 @@ func TestShareGroupOpenCircuitHoldsRecordsAndRenewsTheirLocks(t *testing.T) {
 // nothing is lost. (A worker that acknowledged on receipt, or polled again
 // while holding records, which kgo takes as accepting them, loses them here.)
 func TestShareGroupKilledWorkersRecordsGoToAnotherWorker(t *testing.T) {
-	testkafka.FakeOnly(t, "kfake's share heartbeat of 200 ms; a real broker's minimum is 5 s")
 	b := newShareBroker(t, defaultShareLimits)
 	b.createTopics(2, "orders", "orders.dlq")
 	var mu sync.Mutex
@@ -369,7 +365,6 @@ func TestShareGroupKilledWorkersRecordsGoToAnotherWorker(t *testing.T) {
 // rest of its poll at once: the next worker gets them well before their locks
 // (15 s) would have run out, and nothing is handled twice.
 func TestShareGroupShutdownReleasesWhatItDidNotStart(t *testing.T) {
-	testkafka.FakeOnly(t, "kfake's share heartbeat of 200 ms; a real broker's minimum is 5 s")
 	b := newShareBroker(t, defaultShareLimits)
 	b.createTopics(1, "orders", "orders.dlq")
 	log, url := newAttemptLog(t, func(string, int) int {
@@ -406,7 +401,6 @@ func TestShareGroupShutdownReleasesWhatItDidNotStart(t *testing.T) {
 // error: on a topic with nothing to read the worker is ready (it would
 // otherwise never be, and a Deployment of share workers never Available).
 func TestShareGroupMemberOnAnIdleTopicIsReady(t *testing.T) {
-	testkafka.FakeOnly(t, "kfake's share heartbeat of 200 ms; a real broker's minimum is 5 s")
 	b := newShareBroker(t, defaultShareLimits)
 	b.createTopics(1, "orders", "orders.dlq")
 	w := startWorker(t, b.shareConfig(b.config(), defaultShareLimits, 8), nil)
