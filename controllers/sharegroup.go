@@ -62,7 +62,7 @@ func shareGroupSettings(sp *sluicev1.StreamPipeline) kafka.ShareGroupSettings {
 	return kafka.ShareGroupSettings{
 		StartFrom:          string(sp.StartFrom()),
 		RecordLock:         sp.ShareRecordLockDuration(),
-		DeliveryCountLimit: sp.ShareDeliveryCountLimit(),
+		DeliveryCountLimit: sluicev1.ShareDeliveryCountLimit,
 	}
 }
 

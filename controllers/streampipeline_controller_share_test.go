@@ -61,7 +61,7 @@ func (k *testKafka) groupConfig(t *testing.T, group, name string) string {
 
 // TestSharePipelineConfiguresItsGroupAndScalesPastThePartitions: a groupType
 // Share pipeline gets its share group's configs from the spec (start, lock,
-// delivery count limit = first delivery + 2 retries + 3 for crashes), kept
+// and Kafka's highest delivery count limit, 10, for crashes), kept
 // when changed by hand; no retry topics, only the dead-letter topic; workers
 // configured as share members; `kubectl get` says Share; and a backlog on a
 // 2-partition topic scales it to maxReplicas (6), past the partition count.
@@ -77,10 +77,10 @@ func TestSharePipelineConfiguresItsGroupAndScalesPastThePartitions(t *testing.T)
 		c := condition(p, sluicev1.ConditionShareGroupReady)
 		g.Expect(c.Status).To(Equal(metav1.ConditionTrue), c.Message)
 		g.Expect(c.Reason).To(Equal(sluicev1.ReasonShareGroupConfigured))
-		g.Expect(c.Message).To(ContainSubstring("archived after 6 deliveries"))
+		g.Expect(c.Message).To(ContainSubstring("archived after 10 deliveries"))
 	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
 	g.Expect(k.groupConfig(t, group, "share.auto.offset.reset")).To(Equal("earliest"))
-	g.Expect(k.groupConfig(t, group, "share.delivery.count.limit")).To(Equal("6"))
+	g.Expect(k.groupConfig(t, group, "share.delivery.count.limit")).To(Equal("10"))
 	g.Expect(k.groupConfig(t, group, "share.record.lock.duration.ms")).To(Equal(strconv.FormatInt(sp.ShareRecordLockDuration().Milliseconds(), 10)))
 	g.Expect(k.topicExists(t, sp.DeadLetterTopic())).To(BeTrue())
 	g.Expect(k.topicExists(t, group+sluicev1.RetrySuffix+".1")).To(BeFalse(), "a share group retries by redelivery: no retry topics")
@@ -89,7 +89,7 @@ func TestSharePipelineConfiguresItsGroupAndScalesPastThePartitions(t *testing.T)
 		cfg := workerConfigOf(g, sp)
 		g.Expect(cfg.Source.GroupType).To(Equal(workerconfig.GroupTypeShare))
 		g.Expect(cfg.Source.Share).NotTo(BeNil())
-		g.Expect(cfg.Source.Share.DeliveryCountLimit).To(Equal(int32(6)))
+		g.Expect(cfg.Source.Share.DeliveryCountLimit).To(Equal(int32(10)))
 		g.Expect(cfg.Source.Share.RetryAttempts).To(Equal(int32(2)))
 		g.Expect(cfg.Delivery.RetryTopics).To(BeEmpty())
 	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
@@ -106,7 +106,7 @@ func TestSharePipelineConfiguresItsGroupAndScalesPastThePartitions(t *testing.T)
 	// A hand edit is put back at the next resync.
 	k.cluster.SetGroupConfigs(group, map[string]string{"share.delivery.count.limit": "2"})
 	g.Eventually(func() string { return k.groupConfig(t, group, "share.delivery.count.limit") }).
-		WithTimeout(timeout).WithPolling(poll).Should(Equal("6"))
+		WithTimeout(timeout).WithPolling(poll).Should(Equal("10"))
 
 	// 200 records of lag want 20 replicas: 6 (maxReplicas), not 2 (partitions).
 	rollOut(t, sp)

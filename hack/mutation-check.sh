@@ -80,7 +80,7 @@ add "share-accept-on-receipt" \
   "groupType Share: acknowledge each record as it is polled, before the sink has it" \
   worker/share.go \
   's/(\nfunc \(w \*Worker\) consumeShare\((?:(?!\nfunc ).)*?\n(\t\t)parts := w\.startRound\(fetches\)\n)/$1$2for _, p := range parts { \/\/ MUTATION\n$2\tfor _, r := range p.Records {\n$2\t\tr.Ack(kgo.AckAccept)\n$2\t}\n$2}\n/s' \
-  "TestShareGroupKilledWorkersRecordsGoToAnotherWorker"
+  "TestShareGroupKilledWorkersRecordsGoToAnotherWorker TestShareGroupCrashLoopLosesNothing"
 
 add "share-give-back-on-open-circuit" \
   "groupType Share: give the held records back while the circuit is open (each release spends a delivery; at the limit the broker archives them, without a dead letter)" \

@@ -326,7 +326,9 @@ func TestShareGroupKilledWorkersRecordsGoToAnotherWorker(t *testing.T) {
 	defer close(release)
 	cfg := b.shareConfig(b.httpConfig(url), defaultShareLimits, 10)
 	cfg.CircuitBreaker.FailureThreshold = 100
-	victimLog := newWorkerProcess(t, cfg)
+	victimCfg := *cfg
+	victimCfg.Server.Port = freePort(t)
+	victimLog := newWorkerProcess(t, &victimCfg)
 	victim := victimLog.start()
 	b.produce("orders", 0, 50, nil)
 	eventually(t, 30*time.Second, "the victim holding records at the sink", func() bool {

@@ -95,28 +95,22 @@ func (sp *StreamPipeline) RetryAttempts() int32 {
 	return Int32Or(sp.Spec.Delivery.Retry.Attempts, DefaultRetryAttempts)
 }
 
-// Share group limits and margins (Kafka's group.share.* broker settings bound
-// the group configs: delivery count 2–10, lock 15–60 s by default).
+// Share group limits (Kafka's group.share.* broker settings bound the group
+// configs: delivery count 2–10, lock 15–60 s by default).
 const (
-	// ShareCrashHeadroom is how many deliveries beyond the retries the share
-	// group's delivery count limit leaves for workers that die holding a
-	// record: the broker archives a record (drops it, without a dead letter)
-	// once it was delivered that many times, so the worker dead-letters a
-	// record that keeps failing before the broker would.
-	ShareCrashHeadroom      = 3
-	maxShareDeliveryLimit   = 10
-	minShareDeliveryLimit   = 2
+	// ShareDeliveryCountLimit is the share.delivery.count.limit Sluice sets:
+	// Kafka's highest by default. The broker archives a record (drops it,
+	// without a dead letter) once it was delivered that many times; the
+	// worker dead-letters a record that keeps failing after 1 + retries
+	// deliveries itself, so the limit only counts deliveries lost to workers
+	// that died holding the record, and the highest leaves the most room for
+	// them (a crash test with kills every few milliseconds lost records at a
+	// limit of 6).
+	ShareDeliveryCountLimit = 10
 	minShareRecordLock      = 15 * time.Second
 	maxShareRecordLock      = 60 * time.Second
 	shareLockPerProcessTime = 2
 )
-
-// ShareDeliveryCountLimit is the share.delivery.count.limit Sluice sets on a
-// share group: the first delivery, the retries and ShareCrashHeadroom more,
-// within Kafka's default bounds (2–10).
-func (sp *StreamPipeline) ShareDeliveryCountLimit() int32 {
-	return min(max(1+sp.RetryAttempts()+ShareCrashHeadroom, minShareDeliveryLimit), maxShareDeliveryLimit)
-}
 
 // ShareRecordLockDuration is the share.record.lock.duration.ms Sluice sets on
 // a share group: how long a worker holds a record before the broker gives it

@@ -106,7 +106,7 @@ func WorkerConfig(sp *sluicev1.StreamPipeline) workerconfig.Config {
 		cfg.Source.GroupType = workerconfig.GroupTypeShare
 		cfg.Source.Share = &workerconfig.Share{
 			RetryAttempts:      sp.RetryAttempts(),
-			DeliveryCountLimit: sp.ShareDeliveryCountLimit(),
+			DeliveryCountLimit: sluicev1.ShareDeliveryCountLimit,
 			RecordLockDuration: metav1.Duration{Duration: sp.ShareRecordLockDuration()},
 		}
 	}
