@@ -78,12 +78,8 @@ const sharePollWait = time.Second
 
 // consumeShare is the share group member's poll loop.
 func (w *Worker) consumeShare(ctx context.Context, closeClient func() <-chan struct{}) error {
-	procCtx, procCancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer procCancel()
-	stopAfter := context.AfterFunc(ctx, func() {
-		time.AfterFunc(w.cfg.Consumer.ShutdownTimeout.Duration, procCancel)
-	})
-	defer stopAfter()
+	procCtx, stopProc := w.processingContext(ctx)
+	defer stopProc()
 
 	maxPoll := int(w.cfg.Consumer.MaxPollRecords)
 	for ctx.Err() == nil {

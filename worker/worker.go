@@ -482,17 +482,25 @@ func deliveryTimeout(maxPollInterval time.Duration) time.Duration {
 	return min(max(maxPollInterval/3, 4*producerMetadataMinAge), 30*time.Second)
 }
 
-// consume is the poll loop; closeClient leaves the group and closes the
-// consumer once.
-func (w *Worker) consume(ctx context.Context, closeClient func() <-chan struct{}) error {
-	// Processing outlives a SIGTERM by at most the shutdown timeout: in-flight
-	// records are finished, not abandoned mid-call.
+// processingContext is the context of sink calls: processing outlives a
+// SIGTERM (ctx's end) by at most the shutdown timeout, so in-flight records
+// are finished, not abandoned mid-call.
+func (w *Worker) processingContext(ctx context.Context) (context.Context, func()) {
 	procCtx, procCancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer procCancel()
 	stopAfter := context.AfterFunc(ctx, func() {
 		time.AfterFunc(w.cfg.Consumer.ShutdownTimeout.Duration, procCancel)
 	})
-	defer stopAfter()
+	return procCtx, func() {
+		stopAfter()
+		procCancel()
+	}
+}
+
+// consume is the poll loop; closeClient leaves the group and closes the
+// consumer once.
+func (w *Worker) consume(ctx context.Context, closeClient func() <-chan struct{}) error {
+	procCtx, stopProc := w.processingContext(ctx)
+	defer stopProc()
 
 	maxPoll := int(w.cfg.Consumer.MaxPollRecords)
 	for ctx.Err() == nil {

@@ -138,15 +138,9 @@ func (c *Cluster) sample(ctx context.Context, watches map[string]Watch, interval
 
 // sourceOffsets joins end, start and committed offsets of w's source topic.
 func sourceOffsets(w Watch, ends, starts kadm.ListedOffsets, committed kadm.FetchOffsetsResponses) ([]Offsets, error) {
-	endParts, ok := ends[w.Topic]
-	if !ok || len(endParts) == 0 {
-		return nil, fmt.Errorf("source topic %q: %w", w.Topic, ErrTopicNotFound)
-	}
-	if e, ok := endParts[-1]; ok && e.Err != nil {
-		if isUnknownTopic(e.Err) {
-			return nil, fmt.Errorf("source topic %q: %w", w.Topic, ErrTopicNotFound)
-		}
-		return nil, fmt.Errorf("source topic %q: %w", w.Topic, e.Err)
+	endParts, err := sourceEnds(w.Topic, ends)
+	if err != nil {
+		return nil, err
 	}
 	fetched, ok := committed[w.Group]
 	switch {
@@ -161,18 +155,10 @@ func sourceOffsets(w Watch, ends, starts kadm.ListedOffsets, committed kadm.Fetc
 	// In partition order, so that the error a sample reports (and the status
 	// message built from it) does not change from poll to poll.
 	for _, p := range slices.Sorted(maps.Keys(endParts)) {
-		end := endParts[p]
-		if end.Err != nil {
-			if isUnknownTopic(end.Err) {
-				return nil, fmt.Errorf("source topic %q: %w", w.Topic, ErrTopicNotFound)
-			}
-			return nil, fmt.Errorf("source topic %q partition %d: end offset: %w", w.Topic, p, end.Err)
+		o, err := partitionBounds(w.Topic, p, endParts[p], starts)
+		if err != nil {
+			return nil, err
 		}
-		start, ok := starts.Lookup(w.Topic, p)
-		if !ok || start.Err != nil {
-			return nil, fmt.Errorf("source topic %q partition %d: start offset unknown", w.Topic, p)
-		}
-		o := Offsets{Partition: p, Start: start.Offset, End: end.Offset, Committed: -1}
 		if c, ok := fetched.Fetched.Lookup(w.Topic, p); ok {
 			// An error for one partition says nothing about whether the group
 			// committed there; reading it as "no commit" would measure the lag
@@ -187,6 +173,37 @@ func sourceOffsets(w Watch, ends, starts kadm.ListedOffsets, committed kadm.Fetc
 		parts = append(parts, o)
 	}
 	return parts, nil
+}
+
+// partitionBounds is one source partition's start and end offsets, with
+// nothing committed yet.
+func partitionBounds(topic string, p int32, end kadm.ListedOffset, starts kadm.ListedOffsets) (Offsets, error) {
+	if end.Err != nil {
+		if isUnknownTopic(end.Err) {
+			return Offsets{}, fmt.Errorf("source topic %q: %w", topic, ErrTopicNotFound)
+		}
+		return Offsets{}, fmt.Errorf("source topic %q partition %d: end offset: %w", topic, p, end.Err)
+	}
+	start, ok := starts.Lookup(topic, p)
+	if !ok || start.Err != nil {
+		return Offsets{}, fmt.Errorf("source topic %q partition %d: start offset unknown", topic, p)
+	}
+	return Offsets{Partition: p, Start: start.Offset, End: end.Offset, Committed: -1}, nil
+}
+
+// sourceEnds are the end offsets of the source topic's partitions.
+func sourceEnds(topic string, ends kadm.ListedOffsets) (map[int32]kadm.ListedOffset, error) {
+	endParts, ok := ends[topic]
+	if !ok || len(endParts) == 0 {
+		return nil, fmt.Errorf("source topic %q: %w", topic, ErrTopicNotFound)
+	}
+	if e, ok := endParts[-1]; ok && e.Err != nil {
+		if isUnknownTopic(e.Err) {
+			return nil, fmt.Errorf("source topic %q: %w", topic, ErrTopicNotFound)
+		}
+		return nil, fmt.Errorf("source topic %q: %w", topic, e.Err)
+	}
+	return endParts, nil
 }
 
 // depth is how many records topic holds (end − start over its partitions).

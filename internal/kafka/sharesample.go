@@ -35,9 +35,9 @@ func (c *Cluster) sampleShareGroups(ctx context.Context, groups []string) shareS
 // the same; -1 (measured from startFrom) for a partition the group has not
 // read yet.
 func shareSourceOffsets(w Watch, ends, starts kadm.ListedOffsets, s shareSample) ([]Offsets, error) {
-	endParts, ok := ends[w.Topic]
-	if !ok || len(endParts) == 0 {
-		return nil, fmt.Errorf("source topic %q: %w", w.Topic, ErrTopicNotFound)
+	endParts, err := sourceEnds(w.Topic, ends)
+	if err != nil {
+		return nil, err
 	}
 	if s.offsetsErr != nil && s.offsets == nil {
 		return nil, fmt.Errorf("share group %q: describe offsets: %w", w.Group, s.offsetsErr)
@@ -53,24 +53,16 @@ func shareSourceOffsets(w Watch, ends, starts kadm.ListedOffsets, s shareSample)
 	}
 	parts := make([]Offsets, 0, len(endParts))
 	for _, p := range slices.Sorted(maps.Keys(endParts)) {
-		end := endParts[p]
-		if end.Err != nil {
-			if isUnknownTopic(end.Err) {
-				return nil, fmt.Errorf("source topic %q: %w", w.Topic, ErrTopicNotFound)
-			}
-			return nil, fmt.Errorf("source topic %q partition %d: end offset: %w", w.Topic, p, end.Err)
+		o, err := partitionBounds(w.Topic, p, endParts[p], starts)
+		if err != nil {
+			return nil, err
 		}
-		start, ok := starts.Lookup(w.Topic, p)
-		if !ok || start.Err != nil {
-			return nil, fmt.Errorf("source topic %q partition %d: start offset unknown", w.Topic, p)
-		}
-		o := Offsets{Partition: p, Start: start.Offset, End: end.Offset, Committed: -1}
 		if so, ok := g.Offsets[w.Topic][p]; ok {
 			if so.Err != nil {
 				return nil, fmt.Errorf("share group %q: lag of topic %q partition %d unknown: %w", w.Group, w.Topic, p, so.Err)
 			}
 			if so.StartOffset >= 0 && so.Lag >= 0 {
-				o.Committed = max(end.Offset-so.Lag, start.Offset)
+				o.Committed = max(o.End-so.Lag, o.Start)
 			}
 		}
 		parts = append(parts, o)
