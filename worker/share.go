@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/plugin/kprom"
 )
 
 // A share group member (KIP-932) gets records of any partition from the
@@ -29,36 +28,20 @@ import (
 
 // shareClientOpts are the share group member's options.
 func (w *Worker) shareClientOpts() ([]kgo.Opt, error) {
-	cfg := w.cfg
-	conn, err := connFromConfig(cfg.Kafka)
+	opts, err := w.consumerOpts()
 	if err != nil {
 		return nil, err
 	}
-	opts, err := conn.Opts()
-	if err != nil {
-		return nil, err
-	}
-	kp := kprom.NewMetrics("sluice_worker_kafka", kprom.Registerer(w.reg), kprom.Gatherer(w.reg))
-	opts = append(opts,
-		kgo.ShareGroup(cfg.Source.ConsumerGroup),
-		kgo.ConsumeTopics(cfg.Source.Topic),
+	return append(opts,
+		kgo.ShareGroup(w.cfg.Source.ConsumerGroup),
+		kgo.ConsumeTopics(w.cfg.Source.Topic),
 		// Strict: the broker otherwise hands out whole producer batches (up to
 		// thousands of records per partition), and on a topic with few
 		// partitions a few members would lock everything while the rest idle.
-		kgo.ShareMaxRecords(cfg.Consumer.MaxPollRecords),
+		kgo.ShareMaxRecords(w.cfg.Consumer.MaxPollRecords),
 		kgo.ShareMaxRecordsStrict(),
 		kgo.ShareAckCallback(w.onShareAcks),
-		kgo.FetchMaxWait(cfg.Consumer.FetchMaxWait.Duration),
-		kgo.FetchMaxBytes(orDefault(cfg.Consumer.FetchMaxBytes, defaultFetchMaxBytes)),
-		kgo.FetchMaxPartitionBytes(orDefault(cfg.Consumer.MaxPartitionFetchBytes, defaultFetchMaxPartitionBytes)),
-		kgo.WithHooks(kp),
-		kgo.WithLogger(newKgoLogger(w.log)),
-	)
-	opts = append(opts, w.tracing.kafkaOpts()...)
-	if id := clientID(); id != "" {
-		opts = append(opts, kgo.ClientID(id))
-	}
-	return opts, nil
+	), nil
 }
 
 // onShareAcks counts acknowledgements the broker refused. Such a record is

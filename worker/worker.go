@@ -355,8 +355,10 @@ func (w *Worker) clientOpts() ([]kgo.Opt, error) {
 	return opts, nil
 }
 
-// groupOpts are the group consumer's options shared by both delivery modes.
-func (w *Worker) groupOpts(topics []string) ([]kgo.Opt, error) {
+// consumerOpts are what every consuming client has, a consumer group's or a
+// share group's: the connection, the bounded fetches, metrics, logs, tracing
+// and the pod's client ID.
+func (w *Worker) consumerOpts() ([]kgo.Opt, error) {
 	cfg := w.cfg
 	conn, err := connFromConfig(cfg.Kafka)
 	if err != nil {
@@ -366,11 +368,35 @@ func (w *Worker) groupOpts(topics []string) ([]kgo.Opt, error) {
 	if err != nil {
 		return nil, err
 	}
+	kp := kprom.NewMetrics("sluice_worker_kafka", kprom.Registerer(w.reg), kprom.Gatherer(w.reg))
+	opts = append(opts,
+		kgo.FetchMaxWait(cfg.Consumer.FetchMaxWait.Duration),
+		// Bound the read-ahead: kgo's 50 MiB default fetch of small records decodes
+		// into hundreds of thousands of record objects (~280 MiB peak RSS on a 1M
+		// backlog); the worker takes maxPollRecords at a time anyway.
+		kgo.FetchMaxBytes(orDefault(cfg.Consumer.FetchMaxBytes, defaultFetchMaxBytes)),
+		kgo.FetchMaxPartitionBytes(orDefault(cfg.Consumer.MaxPartitionFetchBytes, defaultFetchMaxPartitionBytes)),
+		kgo.WithHooks(kp),
+		kgo.WithLogger(newKgoLogger(w.log)),
+	)
+	opts = append(opts, w.tracing.kafkaOpts()...)
+	if id := clientID(); id != "" {
+		opts = append(opts, kgo.ClientID(id))
+	}
+	return opts, nil
+}
+
+// groupOpts are the group consumer's options shared by both delivery modes.
+func (w *Worker) groupOpts(topics []string) ([]kgo.Opt, error) {
+	cfg := w.cfg
+	opts, err := w.consumerOpts()
+	if err != nil {
+		return nil, err
+	}
 	start := kgo.NewOffset().AtStart()
 	if cfg.Source.StartFrom == "Latest" {
 		start = kgo.NewOffset().AtEnd()
 	}
-	kp := kprom.NewMetrics("sluice_worker_kafka", kprom.Registerer(w.reg), kprom.Gatherer(w.reg))
 	opts = append(opts,
 		kgo.ConsumerGroup(cfg.Source.ConsumerGroup),
 		kgo.ConsumeTopics(topics...),
@@ -380,24 +406,12 @@ func (w *Worker) groupOpts(topics []string) ([]kgo.Opt, error) {
 		kgo.SessionTimeout(cfg.Consumer.SessionTimeout.Duration),
 		kgo.HeartbeatInterval(cfg.Consumer.HeartbeatInterval.Duration),
 		kgo.RebalanceTimeout(cfg.Consumer.MaxPollInterval.Duration),
-		kgo.FetchMaxWait(cfg.Consumer.FetchMaxWait.Duration),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		// Bound the read-ahead: kgo's 50 MiB default fetch of small records decodes
-		// into hundreds of thousands of record objects (~280 MiB peak RSS on a 1M
-		// backlog); the worker takes maxPollRecords at a time anyway.
-		kgo.FetchMaxBytes(orDefault(cfg.Consumer.FetchMaxBytes, defaultFetchMaxBytes)),
-		kgo.FetchMaxPartitionBytes(orDefault(cfg.Consumer.MaxPartitionFetchBytes, defaultFetchMaxPartitionBytes)),
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
 			w.joined.Store(true)
 			w.metrics.rebalances.WithLabelValues("assigned").Inc()
 		}),
-		kgo.WithHooks(kp),
-		kgo.WithLogger(newKgoLogger(w.log)),
 	)
-	opts = append(opts, w.tracing.kafkaOpts()...)
-	if id := clientID(); id != "" {
-		opts = append(opts, kgo.ClientID(id))
-	}
 	return opts, nil
 }
 
