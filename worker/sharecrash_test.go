@@ -17,6 +17,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/workerconfig"
 	"github.com/sluice-dev/sluice/worker/sink"
 )
@@ -101,10 +102,14 @@ func (s *shareCrashService) counts() (effects, pills map[string]int) {
 // dead-letter topic and none take effect, and the group's lag must drain to 0.
 func TestShareGroupCrashLoopLosesNothing(t *testing.T) {
 	const slots, kills = 3, 12
-	b := newShareBroker(t, defaultShareLimits)
+	// The delivery count limit the operator sets (Kafka's highest): a record
+	// whose holders die that many times is archived by the broker, lost
+	// without a dead letter.
+	limits := shareLimits{retries: 2, deliveryLimit: sluicev1.ShareDeliveryCountLimit, lock: 15 * time.Second}
+	b := newShareBroker(t, limits)
 	b.createTopics(2, "orders", "orders.dlq")
 	svc := newShareCrashService(t, slots)
-	base := b.shareConfig(b.httpConfig(svc.srv.URL), defaultShareLimits, 16)
+	base := b.shareConfig(b.httpConfig(svc.srv.URL), limits, 16)
 	base.CircuitBreaker.FailureThreshold = 1000 // pills are not a sick downstream
 	base.RateLimit.WarmupRecordsPerSecond = 0
 
@@ -176,8 +181,14 @@ func TestShareGroupCrashLoopLosesNothing(t *testing.T) {
 	}
 	close(stopFlow)
 	total := <-produced
-	pillCount := total / 100
+	pillCount := 0
+	for i := range total {
+		if isPill(i) {
+			pillCount++
+		}
+	}
 
+	// Wait for the drain; the checks below then name what is missing.
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		effects, _ := svc.counts()
@@ -186,13 +197,9 @@ func TestShareGroupCrashLoopLosesNothing(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			for _, r := range dl {
-				if !strings.HasPrefix(string(r.Value), "poison-") {
-					t.Errorf("a good record was dead-lettered: %s (%v)", r.Value, headerMap(r))
-				}
-			}
-			t.Fatalf("after 90 s: %d of %d good records took effect, %d dead letters (want %d), share lag %d",
+			t.Errorf("after 90 s: %d of %d good records took effect, %d dead letters (want %d), share lag %d",
 				len(effects), total-pillCount, len(dl), pillCount, b.shareLag("test.orders"))
+			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

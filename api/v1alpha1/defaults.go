@@ -104,8 +104,7 @@ const (
 	// worker dead-letters a record that keeps failing after 1 + retries
 	// deliveries itself, so the limit only counts deliveries lost to workers
 	// that died holding the record, and the highest leaves the most room for
-	// them (a crash test with kills every few milliseconds lost records at a
-	// limit of 6).
+	// them.
 	ShareDeliveryCountLimit = 10
 	minShareRecordLock      = 15 * time.Second
 	maxShareRecordLock      = 60 * time.Second
