@@ -47,19 +47,19 @@ func TestKubectlGetShowsReadinessReplicasAndTheWideColumns(t *testing.T) {
 			cols[c.Name] = i
 			// Priority 0 is the default view; 1 appears with -o wide.
 			switch c.Name {
-			case "Name", "Ready", "Replicas", "Group Type", "Lag", "DLQ", "Age":
+			case "Name", "Ready", "Replicas", "GroupType", "Lag", "DLQ", "Age":
 				g.Expect(c.Priority).To(Equal(int32(0)), c.Name)
 			case "Topic", "Group", "Rate", "Status":
 				g.Expect(c.Priority).To(Equal(int32(1)), c.Name)
 			}
 		}
 		g.Expect(cols).To(HaveKey("Topic"))
-		g.Expect(cols).To(HaveKey("Group Type"))
+		g.Expect(cols).To(HaveKey("GroupType"))
 		g.Expect(table.Rows).To(HaveLen(1))
 		row := table.Rows[0].Cells
 		g.Expect(row[cols["Ready"]]).To(Equal("True"))
 		g.Expect(row[cols["Replicas"]]).To(BeNumerically("==", 2))
-		g.Expect(row[cols["Group Type"]]).To(Equal("Consumer")) // the default
+		g.Expect(row[cols["GroupType"]]).To(Equal("Consumer")) // the default
 		g.Expect(row[cols["Topic"]]).To(Equal("orders"))
 		g.Expect(row[cols["Group"]]).To(Equal(ns + ".printed"))
 		// Measured on the suite's Kafka: nothing produced, nothing dead-lettered.

@@ -96,7 +96,7 @@ func TestSharePipelineConfiguresItsGroupAndScalesPastThePartitions(t *testing.T)
 	g.Eventually(func(g Gomega) string {
 		table := getTable(g, sp.Namespace, sp.Name)
 		for i, c := range table.ColumnDefinitions {
-			if c.Name == "Group Type" && len(table.Rows) == 1 {
+			if c.Name == "GroupType" && len(table.Rows) == 1 {
 				return table.Rows[0].Cells[i].(string)
 			}
 		}

@@ -1078,7 +1078,7 @@ type DeadLetterStatus struct {
 // +kubebuilder:resource:shortName=sp,categories=sluice
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
-// +kubebuilder:printcolumn:name="Group Type",type=string,JSONPath=`.spec.source.groupType`
+// +kubebuilder:printcolumn:name="GroupType",type=string,JSONPath=`.spec.source.groupType`
 // +kubebuilder:printcolumn:name="Lag",type=integer,JSONPath=`.status.lag.total`
 // +kubebuilder:printcolumn:name="DLQ",type=integer,JSONPath=`.status.deadLetter.records`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
