@@ -113,7 +113,10 @@ func TestScenario1EveryRecordOnceThroughTheSamples(t *testing.T) {
 			return row["READY"] == "True" && row["LAG"] == "0" && row["DLQ"] == strconv.Itoa(len(poison)), fmt.Sprint(row)
 		})
 		row := s.getSP(t, ns, sp.Name)
-		rep.set("kubectl get sp "+sp.Name, "READY %s REPLICAS %s LAG %s DLQ %s", row["READY"], row["REPLICAS"], row["LAG"], row["DLQ"])
+		if row["GROUPTYPE"] != "Consumer" {
+			t.Errorf("kubectl get sp %s: GROUPTYPE %q, want Consumer (the default)", sp.Name, row["GROUPTYPE"])
+		}
+		rep.set("kubectl get sp "+sp.Name, "READY %s REPLICAS %s GROUPTYPE %s LAG %s DLQ %s", row["READY"], row["REPLICAS"], row["GROUPTYPE"], row["LAG"], row["DLQ"])
 	}
 	rep.mark("columns settled")
 
