@@ -32,18 +32,37 @@ func TestEnsureShareGroupSetsAndRepairsTheGroupConfigs(t *testing.T) {
 	if strings.Join(changed, ",") != "share.auto.offset.reset,share.delivery.count.limit,share.record.lock.duration.ms" {
 		t.Errorf("first run changed %v, want all three", changed)
 	}
-	have, err := groupConfigs(ctx, cl, group)
-	if err != nil {
-		t.Fatal(err)
+	// On a real cluster a group config reaches every broker through the
+	// metadata log, so a describe right after the change may see the old
+	// state: wait until reads keep agreeing.
+	visible := func(name, value string) {
+		t.Helper()
+		agreeing := 0
+		var have map[string]string
+		for deadline := time.Now().Add(10 * time.Second); agreeing < 5; time.Sleep(50 * time.Millisecond) {
+			var err error
+			if have, err = groupConfigs(ctx, cl, group); err != nil {
+				t.Fatal(err)
+			}
+			if have[name] == value {
+				agreeing++
+			} else {
+				agreeing = 0
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("group configs %v: %s never read %s", have, name, value)
+			}
+		}
 	}
-	if have["share.auto.offset.reset"] != "earliest" || have["share.record.lock.duration.ms"] != "45000" || have["share.delivery.count.limit"] != "7" {
-		t.Errorf("group configs %v", have)
-	}
+	visible("share.auto.offset.reset", "earliest")
+	visible("share.record.lock.duration.ms", "45000")
+	visible("share.delivery.count.limit", "7")
 	if changed, err := EnsureShareGroup(ctx, cl, group, want); err != nil || len(changed) != 0 {
 		t.Errorf("second run changed %v (%v), want nothing", changed, err)
 	}
 
 	setGroupConfig(t, cl, group, "share.delivery.count.limit", "2")
+	visible("share.delivery.count.limit", "2")
 	if changed, err := EnsureShareGroup(ctx, cl, group, want); err != nil || strings.Join(changed, ",") != "share.delivery.count.limit" {
 		t.Errorf("after a hand edit changed %v (%v), want share.delivery.count.limit", changed, err)
 	}
