@@ -115,7 +115,7 @@ func (w *Worker) shareRound(stopCtx, procCtx context.Context, parts []kgo.FetchT
 			}
 		}
 		w.metrics.paused.Set(float64(len(parts)))
-		sleepUntil(stopCtx, w.now, until)
+		sleepCtx(stopCtx, max(until.Sub(w.now()), 0))
 		w.metrics.paused.Set(0)
 	}
 	w.releaseUnfinished()
@@ -148,16 +148,6 @@ func (w *Worker) releaseExpired(fetches kgo.Fetches) {
 				p.Records = keep
 			}
 		}
-	}
-}
-
-// sleepUntil waits until t (by now's clock) or until ctx ends.
-func sleepUntil(ctx context.Context, now func() time.Time, t time.Time) {
-	timer := time.NewTimer(max(t.Sub(now()), 0))
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-	case <-timer.C:
 	}
 }
 

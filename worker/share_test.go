@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"strconv"
 	"sync"
@@ -113,15 +114,7 @@ func newAttemptLog(t *testing.T, respond func(body string, call int) int) (*atte
 func (l *attemptLog) counts() (calls, accepted map[string]int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return copyCounts(l.calls), copyCounts(l.accepted)
-}
-
-func copyCounts(m map[string]int) map[string]int {
-	out := make(map[string]int, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(l.calls), maps.Clone(l.accepted)
 }
 
 func values(from, to int) []string {

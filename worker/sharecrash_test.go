@@ -3,6 +3,7 @@ package worker
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -89,7 +90,7 @@ func (s *shareCrashService) arm(slot int) <-chan struct{} {
 func (s *shareCrashService) counts() (effects, pills map[string]int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return copyCounts(s.effects), copyCounts(s.pills)
+	return maps.Clone(s.effects), maps.Clone(s.pills)
 }
 
 // TestShareGroupCrashLoopLosesNothing: three share group worker processes on
