@@ -94,6 +94,18 @@ add "share-no-renewal" \
   's/(\nfunc \(w \*Worker\) renewLocks\((?:(?!\nfunc ).)*?)r\.Ack\(kgo\.AckRenew\)/$1_ = r \/\/ MUTATION: no renewal/s' \
   "TestShareGroupOpenCircuitHoldsRecordsAndRenewsTheirLocks"
 
+add "key-skip-copy-wait" \
+  "ordering Key: a key's next record goes to the sink before its failed record's retry copy is acknowledged (a refused copy then lands the record after them)" \
+  worker/concurrent.go \
+  's/(\nfunc \(w \*Worker\) processConcurrently\((?:(?!\nfunc ).)*?\n\t\t\t\t)if byKey \&\& len\(copies\) > 0 \{/$1if false \&\& byKey \&\& len(copies) > 0 { \/\/ MUTATION: no wait for the copies/s' \
+  "TestARefusedCopyKeepsTheLaterRecordsOfItsLaneBehind"
+
+add "partition-skip-copy-wait" \
+  "ordering Partition: a partition's next records go to the sink before its failed record's retry copy is acknowledged" \
+  worker/worker.go \
+  's/(\nfunc \(w \*Worker\) processPartition\((?:(?!\nfunc ).)*?)if !copies\.allAcknowledged\(/$1if false \&\& !copies.allAcknowledged( \/\/ MUTATION: no wait for the copies\n\t\t\t/s' \
+  "TestARefusedCopyKeepsTheLaterRecordsOfItsLaneBehind"
+
 selected=("$@")
 if [ ${#selected[@]} -eq 0 ]; then
   for i in "${!names[@]}"; do selected+=($((i + 1))); done

@@ -56,7 +56,11 @@ func (w *Worker) processConcurrently(stopCtx, procCtx context.Context, parts []k
 		msgs, lanes []int32
 		until       time.Time
 		ok          bool
+		// blocked[j]: lanes[j]'s failed record has no acknowledged copy, so
+		// its later records must not overtake it (parked.go).
+		blocked []bool
 	}
+	byKey := w.cfg.Processing.Ordering == workerconfig.OrderingKey
 	results := make(chan result)
 	inFlight := 0
 	stopped := false
@@ -74,8 +78,12 @@ func (w *Worker) processConcurrently(stopCtx, procCtx context.Context, parts []k
 			}
 			inFlight += len(taken)
 			go func() {
-				until, ok := w.deliver(procCtx, chunk)
-				results <- result{msgs: taken, lanes: ids, until: until, ok: ok}
+				until, ok, copies := w.deliver(procCtx, chunk)
+				res := result{msgs: taken, lanes: ids, until: until, ok: ok}
+				if byKey && len(copies) > 0 {
+					res.blocked = copies.refused(w.parkPatience(), len(ids))
+				}
+				results <- res
 			}()
 		}
 		if inFlight == 0 {
@@ -83,7 +91,11 @@ func (w *Worker) processConcurrently(stopCtx, procCtx context.Context, parts []k
 		}
 		res := <-results
 		inFlight -= len(res.msgs)
-		for _, id := range res.lanes {
+		for j, id := range res.lanes {
+			if res.blocked != nil && res.blocked[j] {
+				rs.lanes.stop(id)
+				continue
+			}
 			rs.lanes.done(id)
 		}
 		if !res.ok {

@@ -83,6 +83,12 @@ func (l *lanes) done(id int32) {
 	}
 }
 
+// stop ends a lane for the round: its records not yet taken stay unfinished
+// (read again after the rewind), behind the one that could not be handed on.
+func (l *lanes) stop(id int32) {
+	l.lanes[id] = lane{head: -1, tail: -1}
+}
+
 // left calls f with every message not yet taken.
 func (l *lanes) left(f func(m int32)) {
 	for _, ln := range l.lanes {

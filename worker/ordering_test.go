@@ -31,7 +31,7 @@ type orderWatch struct {
 	maxPerKey   int
 	last        map[string]int // highest seq delivered per key
 	delivered   map[string]int // value → times acknowledged
-	overtaken   []string       // "k:5 after k:7"
+	overtaken   []string       // "k:5 after k:7", first effects only
 }
 
 func newOrderWatch() *orderWatch {
@@ -58,6 +58,13 @@ func (o *orderWatch) leave(v, key string, seq int, acked bool) {
 	o.inFlight--
 	o.perKey[key]--
 	if !acked {
+		return
+	}
+	if o.delivered[v] > 0 {
+		// A redelivery (after a rewind) repeats an effect that took place in
+		// order; an idempotent sink keeps the first. Order is checked on first
+		// effects.
+		o.delivered[v]++
 		return
 	}
 	if last, ok := o.last[key]; ok && seq < last {

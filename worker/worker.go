@@ -650,8 +650,12 @@ func (w *Worker) processPartition(stopCtx, procCtx context.Context, recs []*kgo.
 			}
 		}
 		if len(chunk) > 0 {
-			if until, ok := w.deliver(procCtx, chunk); !ok {
+			until, ok, copies := w.deliver(procCtx, chunk)
+			if !ok {
 				return until
+			}
+			if !copies.allAcknowledged(w.parkPatience()) {
+				return time.Time{} // the rest waits behind the failed copy: read again after the rewind
 			}
 		}
 		if !dueAt.IsZero() {
@@ -738,11 +742,13 @@ func (c sinkCall) done(transient, n int) {
 }
 
 // deliver passes one chunk through rate limit, breaker and sink, and routes the
-// results. It returns false (and a pause time) when the chunk was not delivered.
-func (w *Worker) deliver(ctx context.Context, chunk []*message) (time.Time, bool) {
+// results. It returns false (and a pause time) when the chunk was not delivered,
+// and the copies it parked for the records that failed: the records after one
+// in its lane wait for them (parkedCopies).
+func (w *Worker) deliver(ctx context.Context, chunk []*message) (time.Time, bool, parkedCopies) {
 	call, until, ok := w.admit(ctx, len(chunk))
 	if !ok {
-		return until, false
+		return until, false, nil
 	}
 	spans := w.startProcessSpans(chunk)
 	recs := make([]*sink.Record, len(chunk))
@@ -761,10 +767,11 @@ func (w *Worker) deliver(ctx context.Context, chunk []*message) (time.Time, bool
 	}
 	if until, failed := w.failedProbe(call, transient, len(chunk)); failed {
 		spans.endAll(outcomeDeferred, errSinkFailing)
-		return until, false
+		return until, false, nil
 	}
 	now := w.now()
 	acked := make([]*kgo.Record, 0, len(chunk))
+	var copies parkedCopies
 	for i, m := range chunk {
 		err := errs[i]
 		if err == nil {
@@ -776,12 +783,14 @@ func (w *Worker) deliver(ctx context.Context, chunk []*message) (time.Time, bool
 			spans.end(i, outcomeProcessed, nil)
 			continue
 		}
-		spans.end(i, routeOutcome(w.park(m.rec, m.info, err, now, m.sink.Trace)), err)
+		kind, c := w.park(m.rec, m.info, err, now, m.sink.Trace)
+		spans.end(i, routeOutcome(kind), err)
+		copies.add(i, c)
 	}
 	w.metrics.processed.Add(float64(len(acked)))
 	w.metrics.inFlight.Sub(float64(w.tracker.doneAll(acked)))
 	call.done(transient, len(chunk))
-	return time.Time{}, true
+	return time.Time{}, true, copies
 }
 
 // write calls the sink with the processing timeout and turns a panic into a
@@ -813,21 +822,24 @@ func (w *Worker) write(ctx context.Context, recs []*sink.Record) (errs []error) 
 func (w *Worker) parkAlone(m *message, r *kgo.Record, info failureInfo, cause error, now time.Time) {
 	*m = message{rec: r, info: info}
 	spans := w.startProcessSpans([]*message{m})
-	spans.end(0, routeOutcome(w.park(r, info, cause, now, m.sink.Trace)), cause)
+	kind, _ := w.park(r, info, cause, now, m.sink.Trace)
+	spans.end(0, routeOutcome(kind), cause)
 }
 
 // park writes a failed record's copy to its next retry topic or to the
 // dead-letter topic; the record is finished only when the broker acknowledged
 // the copy (acks=all, idempotent producer). trace is the record's process span
-// context (nil when tracing is off): the copy's publish span is its child.
-func (w *Worker) park(r *kgo.Record, info failureInfo, cause error, now time.Time, trace context.Context) routeKind {
+// context (nil when tracing is off): the copy's publish span is its child. The
+// returned copy says when the broker answered (nil when nothing was written: a
+// share group's redelivery).
+func (w *Worker) park(r *kgo.Record, info failureInfo, cause error, now time.Time, trace context.Context) (routeKind, *copyInFlight) {
 	class := failure.ClassOf(cause)
 	w.metrics.errors.WithLabelValues(string(class)).Inc()
 	var rt route
 	if w.share {
 		if rt = w.shareRoute(r, cause); rt.kind == routeRedeliver {
 			w.redeliver(r)
-			return routeRetry
+			return routeRetry, nil
 		}
 		info.attempt = max(info.attempt, int(r.DeliveryCount())-1) // the dead letter's attempt header counts deliveries
 	} else {
@@ -835,7 +847,9 @@ func (w *Worker) park(r *kgo.Record, info failureInfo, cause error, now time.Tim
 	}
 	out := failedCopy(r, info, rt.topic, string(class), cause, now, rt.dueAt)
 	out.Context = trace
+	c := newCopyInFlight()
 	w.producer.Load().Produce(context.WithoutCancel(context.Background()), out, func(_ *kgo.Record, err error) {
+		defer c.answered(err == nil)
 		if err != nil {
 			w.parkFailStreak.Add(1)
 			w.metrics.parkFailures.Inc()
@@ -851,7 +865,7 @@ func (w *Worker) park(r *kgo.Record, info failureInfo, cause error, now time.Tim
 		w.accept(r)
 		w.finish(r)
 	})
-	return rt.kind
+	return rt.kind, c
 }
 
 func (w *Worker) finish(r *kgo.Record) {
@@ -900,13 +914,19 @@ func (w *Worker) settle(ctx context.Context, pauses map[tp]time.Time) {
 	w.commitAsync(ctx, w.tracker.committable())
 }
 
+// parkPatience is how long the worker waits for parked copies before it
+// takes the producer for wedged: the delivery timeout, with room to spare.
+func (w *Worker) parkPatience() time.Duration {
+	return deliveryTimeout(w.cfg.Consumer.MaxPollInterval.Duration) + 5*time.Second
+}
+
 // flushParked waits until every parked copy is acknowledged or failed (their
 // records are finished, or stay unfinished to be handled again), replacing the
 // producer when it looks wedged.
 func (w *Worker) flushParked(ctx context.Context) {
 	// Parked copies normally finish (acknowledged or failed) within the delivery
 	// timeout; a flush that outlasts it by far means the producer is wedged.
-	flushCtx, cancel := context.WithTimeout(ctx, deliveryTimeout(w.cfg.Consumer.MaxPollInterval.Duration)+5*time.Second)
+	flushCtx, cancel := context.WithTimeout(ctx, w.parkPatience())
 	err := w.producer.Load().Flush(flushCtx)
 	cancel()
 	switch {
