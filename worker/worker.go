@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -412,7 +413,26 @@ func (w *Worker) groupOpts(topics []string) ([]kgo.Opt, error) {
 			w.metrics.rebalances.WithLabelValues("assigned").Inc()
 		}),
 	)
+	if cfg.Consumer.StaticMembership {
+		id, err := staticInstanceID()
+		if err != nil {
+			return nil, err
+		}
+		// kgo then skips LeaveGroup on close: the group keeps the member's
+		// partitions for it until its session times out.
+		opts = append(opts, kgo.InstanceID(id))
+	}
 	return opts, nil
+}
+
+// staticInstanceID is a static member's group.instance.id: its pod name,
+// stable across restarts because the workers are a StatefulSet.
+func staticInstanceID() (string, error) {
+	id := os.Getenv("POD_NAME")
+	if id == "" {
+		return "", errors.New("consumer.staticMembership needs POD_NAME (the StatefulSet pod's name) as the group.instance.id; it is empty")
+	}
+	return id, nil
 }
 
 // newProducer makes the client that writes parked copies (and the kafka sink's

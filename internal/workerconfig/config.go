@@ -249,6 +249,10 @@ type Consumer struct {
 	// ShutdownTimeout bounds the graceful drain on SIGTERM; the pod's grace
 	// period is a little longer.
 	ShutdownTimeout metav1.Duration `json:"shutdownTimeout"`
+	// StaticMembership makes the worker a static member of its group: its
+	// group.instance.id is its pod name (POD_NAME), and it does not leave
+	// the group when it stops.
+	StaticMembership bool `json:"staticMembership,omitempty"`
 }
 
 // CircuitBreaker guards the sink.

@@ -58,6 +58,16 @@ func TestParseAcceptsAShareGroupMember(t *testing.T) {
 	if _, err := Parse([]byte(strings.Replace(share, "semantics: AtLeastOnce", "semantics: ExactlyOnce", 1))); err == nil || !strings.Contains(err.Error(), "no transactions") {
 		t.Errorf("a share group with ExactlyOnce: %v, want it refused (no transactions)", err)
 	}
+	static := strings.Replace(share, "heartbeatInterval: 15s", "heartbeatInterval: 15s, staticMembership: true", 1)
+	if static == share {
+		t.Fatal("the test config has no heartbeatInterval to put staticMembership next to")
+	}
+	if _, err := Parse([]byte(static)); err == nil || !strings.Contains(err.Error(), "consumer.staticMembership") {
+		t.Errorf("a share group with static membership: %v, want it refused naming consumer.staticMembership", err)
+	}
+	if _, err := Parse([]byte(strings.Replace(validConfig, "heartbeatInterval: 15s", "heartbeatInterval: 15s, staticMembership: true", 1))); err != nil {
+		t.Errorf("a consumer group with static membership: %v, want it accepted", err)
+	}
 }
 
 func TestParseNamesTheBadField(t *testing.T) {

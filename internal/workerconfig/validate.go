@@ -366,5 +366,8 @@ func validateShareCombination(c *Config) field.ErrorList {
 	if len(c.Delivery.RetryTopics) > 0 {
 		errs = append(errs, field.Forbidden(field.NewPath("delivery", "retryTopics"), "a share group retries by redelivery, not through retry topics"))
 	}
+	if c.Consumer.StaticMembership {
+		errs = append(errs, field.Forbidden(field.NewPath("consumer", "staticMembership"), "static membership is a consumer group's (KIP-345): a share group has no assignment to keep"))
+	}
 	return errs
 }
