@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-dev/sluice/internal/testkafka"
 	"github.com/sluice-dev/sluice/internal/workerconfig"
 )
 
@@ -20,6 +21,7 @@ import (
 // non-retriable error, so the producer gives up at once); the record then
 // succeeds when read again, before any later record of its key.
 func TestARefusedCopyKeepsTheLaterRecordsOfItsLaneBehind(t *testing.T) {
+	testkafka.FakeOnly(t, "refuses the retry copy with kfake.Fault")
 	for _, tc := range []struct {
 		ordering string
 		keys     int
