@@ -66,6 +66,9 @@ const (
 	ReasonShareGroupsUnsupported  = "ShareGroupsUnsupported"
 	ReasonInvalidShareGroupConfig = "InvalidShareGroupConfig"
 	ReasonShareGroupConfigFailed  = "ShareGroupConfigFailed"
+	// ReasonStaticMembersNotRemoved: the group kept static members whose
+	// pods are gone, and removing them failed.
+	ReasonStaticMembersNotRemoved = "StaticMembersNotRemoved"
 	// ReasonDeleting: the pipeline is being deleted.
 	ReasonDeleting = "Deleting"
 
@@ -99,6 +102,10 @@ const (
 	// go without deleting its topics (credentials gone, access denied, Kafka
 	// unreachable past the deletion timeout).
 	EventTopicsLeftBehind = "TopicsLeftBehind"
+	// EventStaticMembersRemoved: the operator removed from the group the
+	// static members whose pods a scale-down or a switch to Dynamic
+	// membership took away.
+	EventStaticMembersRemoved = "StaticMembersRemoved"
 	// EventStartingOffsetsCommitted: the operator fixed a startFrom Latest
 	// group's start at the end of the topic.
 	EventStartingOffsetsCommitted = "StartingOffsetsCommitted"

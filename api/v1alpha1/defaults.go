@@ -85,6 +85,13 @@ func (sp *StreamPipeline) GroupTypeOf() GroupType {
 	return sp.Spec.Source.GroupType
 }
 
+// Static says whether the workers are static members of their consumer
+// group (spec.consumer.membership Static): they run as a StatefulSet and join
+// with their pod names as group.instance.id.
+func (sp *StreamPipeline) Static() bool {
+	return sp.Spec.Consumer.Membership == MembershipStatic && !sp.Share()
+}
+
 // Share says whether the workers consume as a Kafka share group.
 func (sp *StreamPipeline) Share() bool { return sp.GroupTypeOf() == GroupTypeShare }
 

@@ -32,6 +32,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="!has(self.consumer.maxPollRecords) || !has(self.processing.ordering) || self.processing.ordering == 'Partition' || self.consumer.maxPollRecords >= (has(self.processing.maxInFlight) ? self.processing.maxInFlight : 64)",message="consumer.maxPollRecords must be at least processing.maxInFlight (default 64 with ordering Key or Unordered): one poll is all a worker has in flight. Raise it, or leave it unset for the default of 4 × maxInFlight (at least 100)",fieldPath=".consumer.maxPollRecords"
 // +kubebuilder:validation:XValidation:rule="!has(self.source.groupType) || self.source.groupType != 'Share' || !has(self.delivery.semantics) || self.delivery.semantics != 'ExactlyOnce'",message="source.groupType Share can't be combined with delivery.semantics ExactlyOnce: a share group acknowledges records one by one and has no transactions. Use AtLeastOnce with an idempotent sink (postgres ignores duplicate keys; http sends an Idempotency-Key header)",fieldPath=".source.groupType"
 // +kubebuilder:validation:XValidation:rule="!has(self.source.groupType) || self.source.groupType != 'Share' || (has(self.processing.ordering) && self.processing.ordering == 'Unordered')",message="source.groupType Share hands the records of one partition to many workers at once, so neither partition nor key order can hold: set processing.ordering Unordered",fieldPath=".processing.ordering"
+// +kubebuilder:validation:XValidation:rule="!has(self.consumer.membership) || self.consumer.membership != 'Static' || !has(self.source.groupType) || self.source.groupType != 'Share'",message="consumer.membership Static is for consumer groups (a group.instance.id keeps a member's partitions across its restart); a share group has no partition assignment to keep: leave membership Dynamic",fieldPath=".consumer.membership"
 // +kubebuilder:validation:XValidation:rule="!has(self.scaling.minReplicas) || !has(self.scaling.maxReplicas) || self.scaling.minReplicas <= self.scaling.maxReplicas",message="scaling.minReplicas must be less than or equal to scaling.maxReplicas",fieldPath=".scaling.minReplicas"
 type StreamPipelineSpec struct {
 	// Kafka is the cluster the pipeline reads from (and where its retry and
@@ -206,6 +207,20 @@ type StartFrom string
 const (
 	StartFromEarliest StartFrom = "Earliest"
 	StartFromLatest   StartFrom = "Latest"
+)
+
+// Membership is how the workers are members of their consumer group.
+type Membership string
+
+// Memberships.
+const (
+	// MembershipDynamic: every worker start is a new member; a restart is a
+	// leave and a join, and the group rebalances for each.
+	MembershipDynamic Membership = "Dynamic"
+	// MembershipStatic: each worker has a stable group.instance.id (its
+	// StatefulSet pod name) and gets its partitions back after a restart
+	// without a rebalance.
+	MembershipStatic Membership = "Static"
 )
 
 // GroupType is the kind of Kafka group the workers consume the source as.
@@ -634,6 +649,19 @@ type ProcessingSpec struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.sessionTimeout) || !has(self.maxPollInterval) || !self.sessionTimeout.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || !self.maxPollInterval.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self.sessionTimeout) < duration(self.maxPollInterval)",message="consumer.sessionTimeout must be less than consumer.maxPollInterval",fieldPath=".sessionTimeout"
 // +kubebuilder:validation:XValidation:rule="!has(self.heartbeatInterval) || !has(self.maxPollInterval) || has(self.sessionTimeout) || !self.heartbeatInterval.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || !self.maxPollInterval.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || duration(self.heartbeatInterval).getMilliseconds() * 3 < duration(self.maxPollInterval).getMilliseconds()",message="consumer.heartbeatInterval must be less than a third of consumer.maxPollInterval: the session timeout, at least three heartbeats, must stay below it",fieldPath=".heartbeatInterval"
 type ConsumerSpec struct {
+	// Membership is Dynamic (the default: the workers run as a Deployment and
+	// every restart is a leave and a join, so the group rebalances twice) or
+	// Static (KIP-345: the workers run as a StatefulSet and each one joins
+	// with its pod name, <pipeline>-worker-<n>, as its group.instance.id; a
+	// restarted pod gets its own partitions back without a rebalance if it
+	// rejoins within sessionTimeout, and the others keep theirs). A static
+	// worker does not leave the group when it stops: its partitions wait for
+	// it, up to sessionTimeout. The operator removes the members of pods a
+	// scale-down or a switch to Dynamic took away. Consumer groups only.
+	// +kubebuilder:validation:Enum=Dynamic;Static
+	// +optional
+	Membership Membership `json:"membership,omitempty"`
+
 	// MaxPollRecords is the most records one poll hands to the worker. With
 	// processing.ordering Key or Unordered it must be at least
 	// processing.maxInFlight. Default: 100 with ordering Partition; with Key or
@@ -754,7 +782,9 @@ type WarmupSpec struct {
 // StartupSpec staggers the start of the workers.
 type StartupSpec struct {
 	// MaxJitter is the upper bound of the random delay before a worker joins the
-	// consumer group. "0s" disables it.
+	// consumer group. "0s" disables it. Static members
+	// (consumer.membership Static) join at once: a restarted one rejoins
+	// without a rebalance, and its partitions wait for it meanwhile.
 	// +kubebuilder:default="30s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')",message="must be a Go duration like 30s, 5m or 0s"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -211,6 +212,10 @@ func TestInvalidManifestsAreRejectedWithTheFieldNamed(t *testing.T) {
 			[]string{"spec.processing.ordering", "set processing.ordering Unordered"}},
 		{"a share group with key ordering", map[string]any{"source.groupType": "Share", "processing.ordering": "Key"},
 			[]string{"spec.processing.ordering", "neither partition nor key order can hold"}},
+		{"static members of a share group", map[string]any{"source.groupType": "Share", "processing.ordering": "Unordered", "consumer.membership": "Static"},
+			[]string{"spec.consumer.membership", "Static is for consumer groups", "leave membership Dynamic"}},
+		{"an unknown membership", map[string]any{"consumer.membership": "Sticky"},
+			[]string{"spec.consumer.membership", "Unsupported value", `"Dynamic", "Static"`}},
 		{"a poll smaller than maxInFlight", map[string]any{"processing.ordering": "Key", "processing.maxInFlight": int64(256), "consumer.maxPollRecords": int64(255)},
 			[]string{"spec.consumer.maxPollRecords", "must be at least processing.maxInFlight"}},
 		{"a poll smaller than the default maxInFlight", map[string]any{"processing.ordering": "Unordered", "consumer.maxPollRecords": int64(sluicev1.DefaultMaxInFlight - 1)},
@@ -381,9 +386,12 @@ func TestSensibleSingleSettingsAreAccepted(t *testing.T) {
 		{"consumer.maxPollRecords": int64(1)},
 		{"source.groupType": "Share", "processing.ordering": "Unordered"},
 		{"source.groupType": "Consumer"},
+		{"consumer.membership": "Static"},
+		{"consumer.membership": "Static", "delivery.semantics": "ExactlyOnce", "sink.http": nil, "sink.kafka": map[string]any{"topic": "orders-out"}},
+		{"consumer.membership": "Dynamic", "source.groupType": "Share", "processing.ordering": "Unordered"},
 	}
 	for i, edits := range cases {
-		obj := pipeline(t, "single-"+string(rune('a'+i)), edits)
+		obj := pipeline(t, "single-"+strconv.Itoa(i), edits)
 		if err := k8s.Create(context.Background(), obj); err != nil {
 			t.Errorf("%v refused: %v", edits, err)
 			continue

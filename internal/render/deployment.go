@@ -16,7 +16,8 @@ import (
 	"github.com/sluice-dev/sluice/internal/workerconfig"
 )
 
-// DeploymentParams are the inputs of a Deployment that don't come from the spec.
+// DeploymentParams are the inputs of the worker workload (a Deployment, or a
+// StatefulSet for static members) that don't come from the spec.
 type DeploymentParams struct {
 	// Image is the worker image when the pipeline doesn't set one.
 	Image string
@@ -46,8 +47,11 @@ func DefaultResources() corev1.ResourceRequirements {
 	}
 }
 
-// Deployment renders the worker Deployment.
-func Deployment(sp *sluicev1.StreamPipeline, p DeploymentParams) *appsv1.Deployment {
+// workerPodTemplate is the worker pod of either workload kind. revisionLabel
+// is the label its controller puts on the pods of one template revision: the
+// topology spread counts only the pods of the current revision, so that a
+// rollout's new pods spread too.
+func workerPodTemplate(sp *sluicev1.StreamPipeline, p DeploymentParams, revisionLabel string) corev1.PodTemplateSpec {
 	t := sp.Spec.Template
 	if t == nil {
 		t = &sluicev1.PodTemplateOverrides{}
@@ -132,10 +136,17 @@ func Deployment(sp *sluicev1.StreamPipeline, p DeploymentParams) *appsv1.Deploym
 			TopologyKey:       corev1.LabelHostname,
 			WhenUnsatisfiable: corev1.ScheduleAnyway,
 			LabelSelector:     &metav1.LabelSelector{MatchLabels: SelectorLabels(sp)},
-			MatchLabelKeys:    []string{appsv1.DefaultDeploymentUniqueLabelKey},
+			MatchLabelKeys:    []string{revisionLabel},
 		}}
 	}
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: podAnnotations},
+		Spec:       pod,
+	}
+}
 
+// Deployment renders the worker Deployment (spec.consumer.membership Dynamic).
+func Deployment(sp *sluicev1.StreamPipeline, p DeploymentParams) *appsv1.Deployment {
 	return &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: objectMeta(sp, WorkerName(sp)),
@@ -152,10 +163,7 @@ func Deployment(sp *sluicev1.StreamPipeline, p DeploymentParams) *appsv1.Deploym
 				},
 			},
 			RevisionHistoryLimit: ptr.To[int32](3),
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: podAnnotations},
-				Spec:       pod,
-			},
+			Template:             workerPodTemplate(sp, p, appsv1.DefaultDeploymentUniqueLabelKey),
 		},
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -381,5 +383,38 @@ func TestDeployment(t *testing.T) {
 			}
 			tc.check(t, d.Spec.Template.Spec, d.Spec.Template.ObjectMeta)
 		})
+	}
+}
+
+// TestStatefulSetForStaticMembers: static members run as a StatefulSet whose
+// pods are the Deployment's pod but for the revision label the spread counts
+// by; they start in parallel and roll one slot at a time; the worker config
+// makes them static members that join at once.
+func TestStatefulSetForStaticMembers(t *testing.T) {
+	sp := basePipeline()
+	sp.Spec.Consumer.Membership = sluicev1.MembershipStatic
+	sp.Spec.Startup.MaxJitter = &metav1.Duration{Duration: 30 * time.Second}
+	p := DeploymentParams{Image: "sluice:1", ConfigHash: "h1", Replicas: 6}
+	ss := StatefulSet(sp, p)
+	if *ss.Spec.Replicas != 6 || ss.Name != "orders-worker" || ss.OwnerReferences[0].UID != "uid-1" {
+		t.Errorf("statefulset meta = %s replicas=%d owners=%v", ss.Name, *ss.Spec.Replicas, ss.OwnerReferences)
+	}
+	if ss.Spec.PodManagementPolicy != appsv1.ParallelPodManagement || ss.Spec.UpdateStrategy.Type != appsv1.RollingUpdateStatefulSetStrategyType ||
+		*ss.Spec.UpdateStrategy.RollingUpdate.Partition != 0 || len(ss.Spec.VolumeClaimTemplates) != 0 {
+		t.Errorf("statefulset spec = %+v", ss.Spec)
+	}
+	d := Deployment(sp, p)
+	want := d.Spec.Template.DeepCopy()
+	want.Spec.TopologySpreadConstraints[0].MatchLabelKeys = []string{appsv1.StatefulSetRevisionLabel}
+	if !equality.Semantic.DeepEqual(*want, ss.Spec.Template) {
+		t.Errorf("the StatefulSet's pod differs from the Deployment's beyond the revision label:\n%+v\n%+v", ss.Spec.Template, *want)
+	}
+	cfg := WorkerConfig(sp)
+	if !cfg.Consumer.StaticMembership || cfg.Startup.MaxJitter.Duration != 0 {
+		t.Errorf("worker config: staticMembership=%v maxJitter=%s, want true and 0", cfg.Consumer.StaticMembership, cfg.Startup.MaxJitter.Duration)
+	}
+	sp.Spec.Consumer.Membership = sluicev1.MembershipDynamic
+	if cfg := WorkerConfig(sp); cfg.Consumer.StaticMembership || cfg.Startup.MaxJitter.Duration != 30*time.Second {
+		t.Errorf("dynamic worker config: staticMembership=%v maxJitter=%s", cfg.Consumer.StaticMembership, cfg.Startup.MaxJitter.Duration)
 	}
 }

@@ -86,6 +86,7 @@ func WorkerConfig(sp *sluicev1.StreamPipeline) workerconfig.Config {
 			ShutdownTimeout:        metav1.Duration{Duration: ShutdownTimeout(sp)},
 			FetchMaxBytes:          sluicev1.Int32Or(s.Consumer.FetchMaxBytes, sluicev1.DefaultFetchMaxBytes),
 			MaxPartitionFetchBytes: sluicev1.Int32Or(s.Consumer.MaxPartitionFetchBytes, sluicev1.DefaultMaxPartitionFetchBytes),
+			StaticMembership:       sp.Static(),
 		},
 		CircuitBreaker: workerconfig.CircuitBreaker{
 			FailureThreshold: sluicev1.Int32Or(s.CircuitBreaker.FailureThreshold, sluicev1.DefaultFailureThreshold),
@@ -96,7 +97,7 @@ func WorkerConfig(sp *sluicev1.StreamPipeline) workerconfig.Config {
 			WarmupRecordsPerSecond: sp.WarmupRecordsPerSecond(),
 			WarmupDuration:         dur(s.RateLimit.Warmup.Duration, sluicev1.DefaultWarmupDuration),
 		},
-		Startup: workerconfig.Startup{MaxJitter: dur(s.Startup.MaxJitter, sluicev1.DefaultMaxJitter)},
+		Startup: workerconfig.Startup{MaxJitter: startupJitter(sp)},
 		Server:  workerconfig.Server{Port: HealthPort},
 	}
 
@@ -190,6 +191,17 @@ func ConfigMap(sp *sluicev1.StreamPipeline) (*corev1.ConfigMap, string, error) {
 		},
 	}
 	return cm, Hash(data), nil
+}
+
+// startupJitter is the workers' random delay before they join. Static members
+// get none: their partitions wait for them while they are away (no one else
+// takes them over), so a delay only lengthens the pause of a restart, and a
+// rejoin causes no rebalance to stagger.
+func startupJitter(sp *sluicev1.StreamPipeline) metav1.Duration {
+	if sp.Static() {
+		return metav1.Duration{}
+	}
+	return metav1.Duration{Duration: sluicev1.DurationOr(sp.Spec.Startup.MaxJitter, sluicev1.DefaultMaxJitter)}
 }
 
 // ScaleUpHint tells the workers a scale-up starts that they were added for
