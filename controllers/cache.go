@@ -14,7 +14,7 @@ import (
 
 // CacheOptions keep the operator's memory proportional to its pipelines, not to
 // the cluster: the informers of the kinds it owns hold only objects labelled
-// with a pipeline (a cluster's every ConfigMap and Deployment would otherwise be
+// with a pipeline (a cluster's every ConfigMap, Deployment and StatefulSet would otherwise be
 // cached), and cached objects drop their managed fields, which server-side apply
 // makes the largest part of each object. apply() looks up a name the cache
 // doesn't know with an uncached read, so a foreign object without the label is
@@ -33,6 +33,7 @@ func CacheOptions(namespaces ...string) cache.Options {
 		DefaultNamespaces: watchedCacheNamespaces(namespaces),
 		ByObject: map[client.Object]cache.ByObject{
 			&appsv1.Deployment{}:            {Label: sel},
+			&appsv1.StatefulSet{}:           {Label: sel},
 			&corev1.ConfigMap{}:             {Label: sel},
 			&corev1.ServiceAccount{}:        {Label: sel},
 			&policyv1.PodDisruptionBudget{}: {Label: sel},

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"errors"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -20,8 +21,8 @@ func (r *StreamPipelineReconciler) recordEvents(s *scope, reconcileErr error) {
 	}
 	sp := s.sp
 	var related runtime.Object // a typed nil would not be a nil interface
-	if s.deployment != nil {
-		related = s.deployment
+	if s.workload != nil {
+		related = s.workload.object
 	}
 	normal := func(reason, action, note string, args ...any) {
 		r.Recorder.Eventf(sp, related, corev1.EventTypeNormal, reason, action, note, args...)
@@ -47,10 +48,18 @@ func (r *StreamPipelineReconciler) recordEvents(s *scope, reconcileErr error) {
 			"committed the end of every partition of %s for group %s (startFrom Latest): records arriving from now on are consumed, also while no worker runs",
 			sp.Spec.Source.Topic, sp.ConsumerGroup())
 	}
+	if len(s.removedStaticMembers) > 0 {
+		normal(sluicev1.EventStaticMembersRemoved, "Remove",
+			"removed static members %s from group %s: their pods are gone and won't come back, so their partitions need not wait out the session timeout",
+			strings.Join(s.removedStaticMembers, ", "), sp.ConsumerGroup())
+	}
 	wasSuspended := conditionReason(s.original, sluicev1.ConditionReady) == sluicev1.ReasonSuspended
 	switch {
-	case s.deploymentCreated:
-		normal(sluicev1.EventWorkloadCreated, "Create", "created worker Deployment %s with %d replicas", s.deployment.Name, s.desiredReplicas)
+	case s.workload != nil && s.workload.created && s.replacedWorkload != "":
+		normal(sluicev1.EventWorkloadCreated, "Create", "created worker %s %s with %d replicas in place of the %s (consumer.membership %s)",
+			s.workload.kind, s.workload.object.GetName(), s.desiredReplicas, s.replacedWorkload, sp.Spec.Consumer.Membership)
+	case s.workload != nil && s.workload.created:
+		normal(sluicev1.EventWorkloadCreated, "Create", "created worker %s %s with %d replicas", s.workload.kind, s.workload.object.GetName(), s.desiredReplicas)
 	case sp.Spec.Suspend && !wasSuspended:
 		normal(sluicev1.EventSuspended, "Suspend", "pipeline suspended: workers scaled from %d to 0", ptr.Deref(s.previousReplicas, 0))
 	case !sp.Spec.Suspend && wasSuspended:

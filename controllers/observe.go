@@ -92,6 +92,9 @@ type lagView struct {
 
 	DeadLetters        *int64
 	DeadLettersGrowing bool
+
+	// StaticMembers are the group.instance.ids in the group.
+	StaticMembers []string
 }
 
 func newObserver(statusSyncPeriod time.Duration, m *pipelineMetrics) *observer {
@@ -206,6 +209,17 @@ func (o *observer) take(key types.NamespacedName, now time.Time) (*lagView, *sca
 	return ob.view, ob.decision
 }
 
+// staticMembers are the group.instance.ids the latest sample of a pipeline's
+// group found.
+func (o *observer) staticMembers(key types.NamespacedName) []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if ob, ok := o.pipelines[key]; ok && ob.view != nil {
+		return ob.view.StaticMembers
+	}
+	return nil
+}
+
 // observe is the pool's callback: one sample of one pipeline.
 func (o *observer) observe(user string, obs kafka.Observation) {
 	ns, name, _ := strings.Cut(user, "/")
@@ -251,6 +265,7 @@ func (ob *observed) digest(obs kafka.Observation) *lagView {
 	if obs.Err != nil {
 		return v
 	}
+	v.StaticMembers = obs.StaticMembers
 	s := lag.Sample{At: obs.At, Members: obs.Members, Partitions: make([]lag.PartitionOffsets, 0, len(obs.Partitions))}
 	oldest := lag.OldestUnconsumed{}
 	for _, p := range obs.Partitions {

@@ -162,7 +162,9 @@ func podStatusChanged() predicate.Funcs {
 	return predicate.Funcs{
 		CreateFunc:  func(event.CreateEvent) bool { return false },
 		GenericFunc: func(event.GenericEvent) bool { return false },
-		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		// A static member's pod that is gone may leave a member behind in
+		// the group (reconcileStaticMembers).
+		DeleteFunc: func(e event.DeleteEvent) bool { return ownedByStatefulSet(e.Object) },
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			o, ok1 := e.ObjectOld.(*corev1.Pod)
 			n, ok2 := e.ObjectNew.(*corev1.Pod)

@@ -3,7 +3,6 @@ package controllers
 import (
 	"fmt"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
@@ -18,16 +17,18 @@ type scope struct {
 
 	// configHash is the hash of the rendered worker configuration.
 	configHash string
-	// previousConfigHash is the hash on the Deployment before this reconcile ("" if
-	// there was no Deployment).
+	// previousConfigHash is the hash on the worker workload before this
+	// reconcile ("" if there was none).
 	previousConfigHash string
-	// deployment is the Deployment as the API server returned it after apply.
-	deployment *appsv1.Deployment
-	// deploymentCreated is true when this reconcile created the Deployment.
-	deploymentCreated bool
-	// previousReplicas is the Deployment's replica count before this reconcile.
+	// workload is the worker Deployment or StatefulSet as the API server
+	// returned it after apply.
+	workload *workload
+	// replacedWorkload is the kind of the workload this reconcile deleted
+	// because the membership changed ("" if none).
+	replacedWorkload string
+	// previousReplicas is the workload's replica count before this reconcile.
 	previousReplicas *int32
-	// desiredReplicas is what this reconcile asked of the Deployment.
+	// desiredReplicas is what this reconcile asked of the workload.
 	desiredReplicas int32
 	// scaleDecision explains desiredReplicas when it came from the lag policy.
 	scaleDecision *scaling.Decision
@@ -38,6 +39,9 @@ type scope struct {
 	cluster *kafka.Cluster
 	// topics is what provisioning found and did.
 	topics *kafka.TopicsReport
+	// removedStaticMembers are the group.instance.ids this reconcile removed
+	// from the group.
+	removedStaticMembers []string
 	// startingOffsetsCommitted is true when this reconcile committed the
 	// group's starting offsets.
 	startingOffsetsCommitted bool

@@ -4,51 +4,47 @@ import (
 	"errors"
 	"fmt"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
 
-// rolloutState is how far the worker Deployment is from running the current spec.
+// rolloutState is how far the worker workload is from running the current spec.
 type rolloutState struct {
 	complete bool
 	failed   bool
 	message  string
 }
 
-// evaluateRollout reads a Deployment's status the way `kubectl rollout status`
-// does: observed generation, updated, old and available replicas, and the
-// progress deadline.
-func evaluateRollout(d *appsv1.Deployment, desired int32) rolloutState {
-	if d == nil {
-		return rolloutState{message: "worker Deployment not created yet"}
+// evaluateRollout reads a Deployment's or a StatefulSet's status the way
+// `kubectl rollout status` does: observed generation, updated, old and
+// available replicas, and a Deployment's progress deadline.
+func evaluateRollout(w *workload, desired int32) rolloutState {
+	if w == nil {
+		return rolloutState{message: "worker workload not created yet"}
 	}
-	if d.Status.ObservedGeneration < d.Generation {
-		return rolloutState{message: fmt.Sprintf("waiting for the Deployment controller to observe generation %d", d.Generation)}
+	st := w.status
+	if st.observedGeneration < st.generation {
+		return rolloutState{message: fmt.Sprintf("waiting for the %s controller to observe generation %d", w.kind, st.generation)}
 	}
-	for _, c := range d.Status.Conditions {
-		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
-			return rolloutState{failed: true, message: fmt.Sprintf("worker rollout failed: %s", c.Message)}
-		}
+	if st.deadlineExceeded != "" {
+		return rolloutState{failed: true, message: fmt.Sprintf("worker rollout failed: %s", st.deadlineExceeded)}
 	}
-	st := d.Status
 	switch {
-	case st.UpdatedReplicas < desired:
-		return rolloutState{message: fmt.Sprintf("%d of %d workers updated", st.UpdatedReplicas, desired)}
-	case st.Replicas > st.UpdatedReplicas:
-		return rolloutState{message: fmt.Sprintf("%d old workers pending termination", st.Replicas-st.UpdatedReplicas)}
-	case st.AvailableReplicas < st.UpdatedReplicas:
-		return rolloutState{message: fmt.Sprintf("%d of %d updated workers available", st.AvailableReplicas, st.UpdatedReplicas)}
-	case st.Replicas > desired:
+	case st.updated < desired:
+		return rolloutState{message: fmt.Sprintf("%d of %d workers updated", st.updated, desired)}
+	case st.replicas > st.updated:
+		return rolloutState{message: fmt.Sprintf("%d old workers pending termination", st.replicas-st.updated)}
+	case st.available < st.updated:
+		return rolloutState{message: fmt.Sprintf("%d of %d updated workers available", st.available, st.updated)}
+	case st.replicas > desired:
 		// Scaling down: the surplus workers are stopping (finishing their
 		// records, committing, leaving the group).
 		return rolloutState{complete: true, message: fmt.Sprintf("%d of %d workers available, %d more stopping",
-			min(st.AvailableReplicas, desired), desired, st.Replicas-desired)}
+			min(st.available, desired), desired, st.replicas-desired)}
 	}
-	return rolloutState{complete: true, message: fmt.Sprintf("%d of %d workers available", st.AvailableReplicas, desired)}
+	return rolloutState{complete: true, message: fmt.Sprintf("%d of %d workers available", st.available, desired)}
 }
 
 // setConditions writes the kstatus conditions (Ready, Reconciling, Stalled) and
@@ -95,7 +91,7 @@ func setConditions(s *scope, reconcileErr error) {
 		return
 	}
 
-	ro := evaluateRollout(s.deployment, s.desiredReplicas)
+	ro := evaluateRollout(s.workload, s.desiredReplicas)
 	if !ro.complete && s.podProblems != "" {
 		ro.message += ": " + s.podProblems
 	}

@@ -91,7 +91,7 @@ type phase func(ctx context.Context, s *scope) error
 // +kubebuilder:rbac:groups=streaming.sluice.dev,resources=streampipelines,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=streaming.sluice.dev,resources=streampipelines/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=streaming.sluice.dev,resources=streampipelines/finalizers,verbs=update
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=configmaps;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
@@ -132,7 +132,8 @@ func (r *StreamPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		r.reconcileServiceAccount,
 		r.reconcileReplicas,
 		r.reconcileWorkerConfig,
-		r.reconcileDeployment,
+		r.reconcileWorkload,
+		r.reconcileStaticMembers,
 		r.reconcileDisruptionBudget,
 	} {
 		if err := p(ctx, s); err != nil {
@@ -247,12 +248,13 @@ func (r *StreamPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, r.RetryBackoffMax),
 		}).
 		Owns(&appsv1.Deployment{}).
+		Owns(&appsv1.StatefulSet{}).
 		Owns(&corev1.ConfigMap{}).
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
-		// Pods belong to ReplicaSets; their pipeline is in their label. A pod
-		// that crash-loops changes nothing on the Deployment, but the reason
-		// Ready shows does.
+		// Pods belong to ReplicaSets or the StatefulSet; their pipeline is in
+		// their label. A pod that crash-loops changes nothing on the workload,
+		// but the reason Ready shows does.
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(pipelineOfPod), builder.WithPredicates(podStatusChanged())).
 		Named("streampipeline").
 		Complete(r)

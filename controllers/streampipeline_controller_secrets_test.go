@@ -121,5 +121,5 @@ func TestMissingWorkerImageStalls(t *testing.T) {
 	// The running operator (which has an image) may reconcile concurrently, so
 	// read the outcome of this reconcile directly from the function.
 	s := newScope(sp.DeepCopy())
-	g.Expect(noImage.reconcileDeployment(context.Background(), s)).To(MatchError(ContainSubstring("set spec.image, or start the operator with --worker-image")))
+	g.Expect(noImage.reconcileWorkload(context.Background(), s)).To(MatchError(ContainSubstring("set spec.image, or start the operator with --worker-image")))
 }

@@ -45,6 +45,9 @@ type Observation struct {
 	// Members of the consumer group, and its state as the coordinator reports it.
 	Members    int
 	GroupState string
+	// StaticMembers are the group.instance.ids of the consumer group's static
+	// members, sorted (KIP-345; none for share groups).
+	StaticMembers []string
 	// DeadLetterRecords is the number of records in the dead-letter topic (end −
 	// start over its partitions); DeadLetterErr says why it is unknown.
 	DeadLetterRecords int64
@@ -127,6 +130,7 @@ func (c *Cluster) sample(ctx context.Context, watches map[string]Watch, interval
 		case describeErr == nil:
 			if g, ok := described[w.Group]; ok && g.Err == nil {
 				o.Members, o.GroupState = len(g.Members), g.State
+				o.StaticMembers = staticMembers(g)
 			}
 		}
 		o.DeadLetterRecords, o.DeadLetterErr = depth(w.DeadLetterTopic, ends, starts)

@@ -1,0 +1,78 @@
+package kafka
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/internal/testkafka"
+)
+
+// TestRemoveStaticMembersTakesThemOutAtOnce: static members that stopped stay
+// in the group (they don't leave, so that a restart rejoins without a
+// rebalance); RemoveStaticMembers takes the named ones out, leaves the others,
+// and is no error for a member that is not there. The sample lists the
+// group's static members.
+func TestRemoveStaticMembersTakesThemOutAtOnce(t *testing.T) {
+	c := testkafka.New(t, kfake.NumBrokers(1))
+	topic := testkafka.UniqueTopic(t, "static")
+	group := testkafka.UniqueGroup(t, "static")
+	c.CreateTopics(t, 3, c.ReplicationFactor(t), nil, topic)
+	ctx := context.Background()
+	ids := []string{"w-0", "w-1", "w-2"}
+	var clients []*kgo.Client
+	for _, id := range ids {
+		cl := c.Client(t, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic), kgo.InstanceID(id),
+			kgo.SessionTimeout(60*time.Second), kgo.HeartbeatInterval(500*time.Millisecond))
+		go func() {
+			for !cl.PollFetches(ctx).IsClientClosed() {
+			}
+		}()
+		clients = append(clients, cl)
+	}
+	adm := c.Admin(t)
+	members := func() []string {
+		t.Helper()
+		described, err := adm.DescribeGroups(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if described[group].State != "Stable" {
+			return nil
+		}
+		return staticMembers(described[group])
+	}
+	for deadline := time.Now().Add(30 * time.Second); !slices.Equal(members(), ids); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("static members %v, want %v in a stable group", members(), ids)
+		}
+	}
+	// Stopped, as a worker pod that ended: a static member does not leave.
+	for _, cl := range clients {
+		cl.Close()
+	}
+	if have := members(); !slices.Equal(have, ids) {
+		t.Fatalf("static members %v after they stopped, want all of %v still there", have, ids)
+	}
+
+	if err := RemoveStaticMembers(ctx, adm, group, "test: scaled down", "w-1", "w-2", "w-9"); err != nil {
+		t.Fatal(err)
+	}
+	var have []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		described, err := adm.DescribeGroups(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if have = staticMembers(described[group]); slices.Equal(have, []string{"w-0"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("static members %v after removing w-1 and w-2, want [w-0]", have)
+		}
+	}
+}
