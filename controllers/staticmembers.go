@@ -61,11 +61,14 @@ func (r *StreamPipelineReconciler) reconcileStaticMembers(ctx context.Context, s
 	kctx, cancel := context.WithTimeout(ctx, r.KafkaTimeout)
 	defer cancel()
 	reason := fmt.Sprintf("sluice: pipeline %s/%s runs %d static workers", sp.Namespace, sp.Name, keep)
-	if err := kafka.RemoveStaticMembers(kctx, s.cluster.Admin(), sp.ConsumerGroup(), reason, gone...); err != nil {
+	removed, err := kafka.RemoveStaticMembers(kctx, s.cluster.Admin(), sp.ConsumerGroup(), reason, gone...)
+	if len(removed) > 0 {
+		log.FromContext(ctx).Info("removed static members whose pods are gone", "group", sp.ConsumerGroup(), "members", removed)
+		s.removedStaticMembers = removed
+	}
+	if err != nil {
 		return retry(sluicev1.ReasonStaticMembersNotRemoved, err)
 	}
-	log.FromContext(ctx).Info("removed static members whose pods are gone", "group", sp.ConsumerGroup(), "members", gone)
-	s.removedStaticMembers = gone
 	return nil
 }
 

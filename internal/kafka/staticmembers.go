@@ -26,20 +26,26 @@ func staticMembers(g kadm.DescribedGroup) []string {
 // admin LeaveGroup) instead of letting their partitions wait out the session
 // timeout: a static member does not leave when it stops, since a restart
 // would otherwise rebalance. The operator calls it for members whose pods are
-// gone for good. A member that already left (UNKNOWN_MEMBER_ID) is no error.
-func RemoveStaticMembers(ctx context.Context, adm *kadm.Client, group, reason string, instanceIDs ...string) error {
+// gone for good. It returns the ones it removed; a member that is not there
+// (UNKNOWN_MEMBER_ID: it left, timed out, or an earlier call removed it) is
+// no error.
+func RemoveStaticMembers(ctx context.Context, adm *kadm.Client, group, reason string, instanceIDs ...string) ([]string, error) {
 	if len(instanceIDs) == 0 {
-		return nil
+		return nil, nil
 	}
 	resp, err := adm.LeaveGroup(ctx, kadm.LeaveGroup(group).Reason(reason).InstanceIDs(instanceIDs...))
 	if err != nil {
-		return fmt.Errorf("remove static members %v of group %s: %w", instanceIDs, group, err)
+		return nil, fmt.Errorf("remove static members %v of group %s: %w", instanceIDs, group, err)
 	}
+	var removed []string
 	var errs []error
 	for _, l := range resp.Sorted() {
-		if l.Err != nil && !errors.Is(l.Err, kerr.UnknownMemberID) {
+		switch {
+		case l.Err == nil:
+			removed = append(removed, l.InstanceID)
+		case !errors.Is(l.Err, kerr.UnknownMemberID):
 			errs = append(errs, fmt.Errorf("remove static member %s of group %s: %w", l.InstanceID, group, l.Err))
 		}
 	}
-	return errors.Join(errs...)
+	return removed, errors.Join(errs...)
 }

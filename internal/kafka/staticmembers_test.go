@@ -59,8 +59,15 @@ func TestRemoveStaticMembersTakesThemOutAtOnce(t *testing.T) {
 		t.Fatalf("static members %v after they stopped, want all of %v still there", have, ids)
 	}
 
-	if err := RemoveStaticMembers(ctx, adm, group, "test: scaled down", "w-1", "w-2", "w-9"); err != nil {
+	removed, err := RemoveStaticMembers(ctx, adm, group, "test: scaled down", "w-1", "w-2", "w-9")
+	if err != nil {
 		t.Fatal(err)
+	}
+	if !slices.Equal(removed, []string{"w-1", "w-2"}) {
+		t.Errorf("removed %v, want [w-1 w-2] (w-9 is not a member)", removed)
+	}
+	if again, err := RemoveStaticMembers(ctx, adm, group, "test: scaled down", "w-1"); err != nil || len(again) != 0 {
+		t.Errorf("removing w-1 again: removed %v, err %v; want nothing and no error", again, err)
 	}
 	var have []string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
