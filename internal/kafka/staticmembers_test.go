@@ -39,7 +39,9 @@ func TestRemoveStaticMembersTakesThemOutAtOnce(t *testing.T) {
 		t.Helper()
 		described, err := adm.DescribeGroups(ctx, group)
 		if err != nil {
-			t.Fatal(err)
+			// A new group's coordinator may still be loading (real Kafka).
+			t.Logf("describe group %s: %v", group, err)
+			return nil
 		}
 		if described[group].State != "Stable" {
 			return nil
@@ -73,9 +75,8 @@ func TestRemoveStaticMembersTakesThemOutAtOnce(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		described, err := adm.DescribeGroups(ctx, group)
 		if err != nil {
-			t.Fatal(err)
-		}
-		if have = staticMembers(described[group]); slices.Equal(have, []string{"w-0"}) {
+			t.Logf("describe group %s: %v", group, err)
+		} else if have = staticMembers(described[group]); slices.Equal(have, []string{"w-0"}) {
 			break
 		}
 		if time.Now().After(deadline) {
