@@ -103,8 +103,8 @@ test-dashboard: envtest prometheus ## Prove config/grafana/sluice.json and the a
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) PROMETHEUS=$(PROMETHEUS) go test -race -tags dashboard -count=1 -timeout 10m -run '^TestDashboardOnARealPrometheus$$' -v ./config/grafana/
 
 .PHONY: mutation-check
-mutation-check: postgres ## Break the worker on purpose (in a copy of the tree) and show the crash/delivery tests catching each mutation.
-	hack/mutation-check.sh
+mutation-check: postgres envtest ## Break the worker and operator on purpose (in a copy of the tree) and show the tests catching each mutation.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) hack/mutation-check.sh
 
 ##@ Kafka
 

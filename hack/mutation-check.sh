@@ -13,7 +13,8 @@
 #   hack/mutation-check.sh 2 4          # mutations 2 and 4
 #   MUTATION_KEEP=1 ...                 # keep the mutated trees (paths printed)
 #
-# Needs what the tests need (PostgreSQL: `make postgres`). Takes ~1-2 min per
+# Needs what the tests need (PostgreSQL: `make postgres`; the operator's
+# mutations run envtest: KUBEBUILDER_ASSETS, which `make mutation-check` sets). Takes ~1-2 min per
 # mutation on 2 cores (a caught crash run fails when its drain stalls).
 set -euo pipefail
 
@@ -105,6 +106,18 @@ add "partition-skip-copy-wait" \
   worker/worker.go \
   's/(\nfunc \(w \*Worker\) processPartition\((?:(?!\nfunc ).)*?)if !copies\.allAcknowledged\(/$1if false \&\& !copies.allAcknowledged( \/\/ MUTATION: no wait for the copies\n\t\t\t/s' \
   "TestARefusedCopyKeepsTheLaterRecordsOfItsLaneBehind"
+
+add "static-remove-live-slots" \
+  "static members: the operator removes the members of slots below the replica count too (a restarting pod's slot), not only those a scale-down took away" \
+  controllers/staticmembers.go \
+  's/(\nfunc \(r \*StreamPipelineReconciler\) reconcileStaticMembers\((?:(?!\nfunc ).)*?)if !ok \|\| ordinal < keep \{/$1if !ok || ordinal < 0 { \/\/ MUTATION: every slot counts as gone/s' \
+  "TestStaticMembersOfPodsThatAreGoneAreRemovedFromTheGroup" ./controllers/
+
+add "static-remove-terminating" \
+  "static members: the operator removes a member whose pod still exists (terminating, finishing its records)" \
+  controllers/staticmembers.go \
+  's/(\nfunc \(r \*StreamPipelineReconciler\) reconcileStaticMembers\((?:(?!\nfunc ).)*?)case apierrors\.IsNotFound\(err\):/$1case apierrors.IsNotFound(err) || err == nil: \/\/ MUTATION: a pod that exists counts as gone/s' \
+  "TestStaticMembersOfPodsThatAreGoneAreRemovedFromTheGroup" ./controllers/
 
 selected=("$@")
 if [ ${#selected[@]} -eq 0 ]; then
