@@ -31,11 +31,14 @@ const (
 
 // Condition reasons, in CamelCase as the Kubernetes API conventions ask.
 const (
-	ReasonSucceeded          = "Succeeded"
-	ReasonProgressing        = "Progressing"
-	ReasonRollingOut         = "RollingOut"
-	ReasonSuspended          = "Suspended"
-	ReasonResumed            = "Resumed"
+	ReasonSucceeded   = "Succeeded"
+	ReasonProgressing = "Progressing"
+	ReasonRollingOut  = "RollingOut"
+	ReasonSuspended   = "Suspended"
+	ReasonResumed     = "Resumed"
+	// ReasonRewinding: a StreamReplay of mode Rewind holds the workers at 0
+	// while it sets the consumer group's offsets.
+	ReasonRewinding          = "Rewinding"
 	ReasonSecretNotFound     = "SecretNotFound"
 	ReasonSecretKeyNotFound  = "SecretKeyNotFound"
 	ReasonResourceConflict   = "ResourceConflict"

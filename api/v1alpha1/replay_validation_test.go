@@ -46,7 +46,36 @@ func TestStreamReplayAdmission(t *testing.T) {
 			s.Select.ErrorClasses = []sluicev1.ReplayErrorClass{"fatal"}
 		}},
 		{"no pipeline", "spec.pipeline", func(s *sluicev1.StreamReplaySpec) { s.Pipeline = "" }},
-		{"a mode not offered", "spec.mode", func(s *sluicev1.StreamReplaySpec) { s.Mode = "Rewind" }},
+		{"a mode not offered", "spec.mode", func(s *sluicev1.StreamReplaySpec) { s.Mode = "Reprocess" }},
+		{"a rewind to a time", "", func(s *sluicev1.StreamReplaySpec) { rewind(s); s.Select.Since = &t0 }},
+		{"a rewind to offsets", "", func(s *sluicev1.StreamReplaySpec) {
+			rewind(s)
+			s.Select.Partitions = []sluicev1.ReplayPartitionRange{{Partition: 0, OffsetRange: sluicev1.OffsetRange{From: &two}}}
+		}},
+		{"a rewind of some partitions to a time", "", func(s *sluicev1.StreamReplaySpec) {
+			rewind(s)
+			s.Select.Since = &t0
+			s.Select.Partitions = []sluicev1.ReplayPartitionRange{{Partition: 1}}
+		}},
+		{"a dry-run rewind", "", func(s *sluicev1.StreamReplaySpec) { rewind(s); s.Select.Since = &t0; s.DryRun = true }},
+		{"a rewind of the dead letters", "spec.from", func(s *sluicev1.StreamReplaySpec) {
+			s.Mode, s.Select.Since = sluicev1.ReplayModeRewind, &t0
+		}},
+		{"a rewind to nowhere", "spec.select", func(s *sluicev1.StreamReplaySpec) { rewind(s) }},
+		{"a rewind of a partition without an offset", "spec.select", func(s *sluicev1.StreamReplaySpec) {
+			rewind(s)
+			s.Select.Partitions = []sluicev1.ReplayPartitionRange{{Partition: 0, OffsetRange: sluicev1.OffsetRange{From: &two}}, {Partition: 1}}
+		}},
+		{"a rewind with an end", "spec.select", func(s *sluicev1.StreamReplaySpec) { rewind(s); s.Select.Since, s.Select.Until = &t0, &t1 }},
+		{"a rewind with a limit", "spec.select", func(s *sluicev1.StreamReplaySpec) { rewind(s); s.Select.Since, s.Select.Limit = &t0, &five }},
+		{"a rewind with an offset end", "spec.select", func(s *sluicev1.StreamReplaySpec) {
+			rewind(s)
+			s.Select.Partitions = []sluicev1.ReplayPartitionRange{{Partition: 0, OffsetRange: sluicev1.OffsetRange{From: &two, To: &five}}}
+		}},
+		{"a rewind with a rate limit", "spec.mode", func(s *sluicev1.StreamReplaySpec) {
+			rewind(s)
+			s.Select.Since, s.RateLimit = &t0, ptrTo(int32(10))
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sr := &sluicev1.StreamReplay{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "r-"},
@@ -73,3 +102,10 @@ func TestStreamReplayAdmission(t *testing.T) {
 		t.Fatalf("spec change: %v, want it refused", err)
 	}
 }
+
+// rewind makes s a rewind of the source topic.
+func rewind(s *sluicev1.StreamReplaySpec) {
+	s.Mode, s.From = sluicev1.ReplayModeRewind, sluicev1.ReplayFromSource
+}
+
+func ptrTo[T any](v T) *T { return &v }

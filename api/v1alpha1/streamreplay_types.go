@@ -18,13 +18,20 @@ const (
 )
 
 // ReplayMode is what a replay does with the records it selects.
-// +kubebuilder:validation:Enum=Redrive
+// +kubebuilder:validation:Enum=Redrive;Rewind
 type ReplayMode string
 
 const (
 	// ReplayModeRedrive copies the selected records to spec.target, where the
 	// running pipeline processes them again.
 	ReplayModeRedrive ReplayMode = "Redrive"
+	// ReplayModeRewind moves the pipeline's consumer group back on its source
+	// topic (to select.since, or to select.partitions[].from): the workers are
+	// held at zero until the group is empty, its offsets (and, for ExactlyOnce
+	// delivery with the postgres sink, the offsets stored in the database) are
+	// set, and the workers come back and read on from there. Nothing is
+	// copied.
+	ReplayModeRewind ReplayMode = "Rewind"
 )
 
 // ReplayTarget is the topic a redrive copies to.
@@ -54,6 +61,10 @@ const (
 // +kubebuilder:validation:XValidation:rule="!(self.from == 'Source' && self.target == 'Source')",message="target Source can't be used with from Source: the replay would copy the source topic into itself; use target RetryTopic",fieldPath=".target"
 // +kubebuilder:validation:XValidation:rule="!(self.from == 'RetryTopics' && self.target == 'RetryTopic')",message="target RetryTopic can't be used with from RetryTopics: the first retry topic is one of the topics read, and its records would be processed twice; use target Source",fieldPath=".target"
 // +kubebuilder:validation:XValidation:rule="self.from != 'Source' || !has(self.select.errorClasses) && !has(self.select.messageContains) && !has(self.select.originalPartition) && !has(self.select.originalOffsets)",message="select.errorClasses, messageContains, originalPartition and originalOffsets match Sluice's failure headers, which only records in the dead-letter and retry topics have; from Source selects by time and offsets",fieldPath=".select"
+// +kubebuilder:validation:XValidation:rule="self.mode != 'Rewind' || self.from == 'Source'",message="mode Rewind moves the pipeline's consumer group on its source topic: from must be Source",fieldPath=".from"
+// +kubebuilder:validation:XValidation:rule="self.mode != 'Rewind' || has(self.select.since) || has(self.select.partitions) && self.select.partitions.all(p, has(p.from))",message="mode Rewind needs the position to go back to: select.since (a time), or select.partitions with from (an offset) on each",fieldPath=".select"
+// +kubebuilder:validation:XValidation:rule="self.mode != 'Rewind' || !has(self.select.until) && !has(self.select.limit) && (!has(self.select.partitions) || self.select.partitions.all(p, !has(p.to)))",message="a rewind sets where the pipeline resumes and it reads on from there: select.until, select.limit and select.partitions[].to don't apply to mode Rewind",fieldPath=".select"
+// +kubebuilder:validation:XValidation:rule="self.mode != 'Rewind' || !has(self.rateLimit) && !has(self.maxRedrives)",message="rateLimit and maxRedrives apply to copies, and mode Rewind copies nothing (the pipeline's own rateLimit paces what it reads again)",fieldPath=".mode"
 // +kubebuilder:validation:XValidation:rule="oldSelf == self",message="a StreamReplay's spec can't be changed once created (it describes one run): create another StreamReplay"
 type StreamReplaySpec struct {
 	// Pipeline is the name of the StreamPipeline, in this namespace, whose
@@ -70,13 +81,16 @@ type StreamReplaySpec struct {
 	From ReplayFrom `json:"from,omitempty"`
 
 	// Mode is what to do with the selected records. Redrive copies them to
-	// target.
+	// target; Rewind (from Source only) moves the pipeline's consumer group
+	// back to select.since or select.partitions[].from, so the pipeline
+	// processes everything after that point again.
 	// +kubebuilder:default=Redrive
 	// +optional
 	Mode ReplayMode `json:"mode,omitempty"`
 
 	// Target is where Redrive copies to: the pipeline's first retry topic
-	// (default; the copy is due at once) or its source topic.
+	// (default; the copy is due at once) or its source topic. Rewind ignores
+	// it.
 	// +kubebuilder:default=RetryTopic
 	// +optional
 	Target ReplayTarget `json:"target,omitempty"`
@@ -231,7 +245,9 @@ type StreamReplayStatus struct {
 	// Snapshot is what the replay reads, fixed when it starts: each partition
 	// of each topic read, from its first selected offset to its end offset
 	// (excluded) at that time. Records that arrive later, such as a redriven
-	// record that fails again, are not part of this replay.
+	// record that fails again, are not part of this replay. For a rewind: each
+	// partition of the source topic, Start the offset the group is set to,
+	// End the end offset once the workers had stopped.
 	// +kubebuilder:validation:MaxItems=10000
 	// +optional
 	Snapshot []ReplaySnapshotPartition `json:"snapshot,omitempty"`
@@ -255,7 +271,9 @@ type StreamReplayStatus struct {
 	// +optional
 	MatchedByClass map[string]int64 `json:"matchedByClass,omitempty"`
 
-	// Done is how many selected records were copied (committed) to the target.
+	// Done is how many selected records were copied (committed) to the target;
+	// for a rewind, how many records the pipeline reads again once it is
+	// Complete.
 	// +optional
 	Done int64 `json:"done"`
 
@@ -287,9 +305,15 @@ type ReplaySnapshotPartition struct {
 	// stable offset); the replay reads up to it, excluded.
 	End int64 `json:"end"`
 	// Matched is how many records of this partition the selection matched
-	// (dry runs, and replays with select.limit).
+	// (dry runs, and replays with select.limit). For a rewind: how many
+	// records the pipeline reads again (Committed − Start).
 	// +optional
 	Matched *int64 `json:"matched,omitempty"`
+	// Committed is, for a rewind, the group's position on this partition
+	// before it (unset: the group had none). A partition whose Start is not
+	// before it is left where it was: a rewind never skips records.
+	// +optional
+	Committed *int64 `json:"committed,omitempty"`
 }
 
 // StreamReplay sends records of a StreamPipeline's dead-letter, retry or
