@@ -113,8 +113,8 @@ type txStatements struct {
 }
 
 func prepareExactlyOnce(ctx context.Context, pool *pgxpool.Pool, schema []string, table, key, payload, typ, onConflict string) (*txStatements, error) {
-	name := func(n string) string { return pgx.Identifier(append(append([]string{}, schema...), n)).Sanitize() }
-	st := &txStatements{offsets: name(OffsetsTable), retries: name(RetriesTable)}
+	st := &txStatements{}
+	st.offsets, st.retries = offsetTablesIn(schema)
 	if err := createTables(ctx, pool, st); err != nil {
 		return nil, err
 	}

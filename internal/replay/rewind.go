@@ -1,0 +1,119 @@
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// Move is where a rewind puts one partition of a consumer group: To, from
+// the group's position before the rewind (From; nil when it had none).
+type Move struct {
+	Partition int32
+	From      *int64
+	To        int64
+	// Again is how many records the pipeline reads again because of the move.
+	Again int64
+}
+
+// RewindMoves decides, for each partition of a rewind's snapshot (Start is
+// the point to go back to, End the partition's end), whether the group moves
+// there. A rewind only goes back: a partition whose position is at or before
+// Start already keeps it, because moving it forward would skip the records in
+// between. A partition without a position moves to Start (the pipeline would
+// otherwise start at its startFrom). committed holds the group's positions
+// before the rewind, by partition.
+func RewindMoves(parts []Partition, committed map[int32]int64) (moves []Move, kept []int32) {
+	for _, p := range parts {
+		c, has := committed[p.Partition]
+		switch {
+		case !has:
+			moves = append(moves, Move{Partition: p.Partition, To: p.Start, Again: max(p.End-p.Start, 0)})
+		case p.Start < c:
+			from := c
+			moves = append(moves, Move{Partition: p.Partition, From: &from, To: p.Start, Again: c - p.Start})
+		default:
+			kept = append(kept, p.Partition)
+		}
+	}
+	return moves, kept
+}
+
+// GroupStopped reports whether group has no members, so no consumer commits
+// over the offsets a rewind sets. When it has members, the answer says who.
+// A group that does not exist has none.
+func GroupStopped(ctx context.Context, adm *kadm.Client, group string) (bool, string, error) {
+	described, err := adm.DescribeGroups(ctx, group)
+	if err != nil {
+		return false, "", fmt.Errorf("describe group %s: %w", group, err)
+	}
+	d, ok := described[group]
+	if !ok {
+		return true, "", nil
+	}
+	if d.Err != nil {
+		if errors.Is(d.Err, kerr.GroupIDNotFound) {
+			return true, "", nil
+		}
+		return false, "", fmt.Errorf("describe group %s: %w", group, d.Err)
+	}
+	if len(d.Members) == 0 {
+		return true, "", nil
+	}
+	ids := make([]string, 0, len(d.Members))
+	for _, m := range d.Members {
+		id := m.MemberID
+		if m.InstanceID != nil {
+			id = *m.InstanceID
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return false, fmt.Sprintf("group %s is %s with %d members (%s)", group, d.State, len(ids), strings.Join(ids, ", ")), nil
+}
+
+// CommittedOffsets is group's position on each partition of topic that has
+// one. It waits for pending transactional offset commits to be decided (a
+// worker of ExactlyOnce delivery with the kafka sink killed mid-transaction):
+// an aborted one must not be taken for the position.
+func CommittedOffsets(ctx context.Context, adm *kadm.Client, group, topic string) (map[int32]int64, error) {
+	fetched, err := adm.FetchOffsetsForTopics(kadm.RequireStable(ctx), group, topic)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return map[int32]int64{}, nil // kfake's answer for a group that never committed
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch offsets of group %s: %w", group, err)
+	}
+	out := map[int32]int64{}
+	for p, r := range fetched[topic] {
+		if r.Err != nil {
+			return nil, fmt.Errorf("fetch offset of group %s on %s/%d: %w", group, topic, p, r.Err)
+		}
+		if r.At >= 0 {
+			out[p] = r.At
+		}
+	}
+	return out, nil
+}
+
+// CommitMoves sets group's offsets on topic to the moves' targets. The group
+// must have no members (GroupStopped): the broker refuses, and a member would
+// overwrite, an outside commit to a group that has.
+func CommitMoves(ctx context.Context, adm *kadm.Client, group, topic string, moves []Move) error {
+	if len(moves) == 0 {
+		return nil
+	}
+	offsets := kadm.Offsets{}
+	for _, m := range moves {
+		offsets.AddOffset(topic, m.Partition, m.To, -1)
+	}
+	if err := adm.CommitAllOffsets(ctx, group, offsets); err != nil {
+		return fmt.Errorf("commit the rewound offsets of group %s on %s: %w", group, topic, err)
+	}
+	return nil
+}
