@@ -54,6 +54,7 @@ func (r *StreamPipelineReconciler) recordEvents(s *scope, reconcileErr error) {
 			strings.Join(s.removedStaticMembers, ", "), sp.ConsumerGroup())
 	}
 	wasSuspended := conditionReason(s.original, sluicev1.ConditionReady) == sluicev1.ReasonSuspended
+	wasHeld := conditionReason(s.original, sluicev1.ConditionReady) == sluicev1.ReasonRewinding
 	switch {
 	case s.workload != nil && s.workload.created && s.replacedWorkload != "":
 		normal(sluicev1.EventWorkloadCreated, "Create", "created worker %s %s with %d replicas in place of the %s (consumer.membership %s)",
@@ -64,6 +65,10 @@ func (r *StreamPipelineReconciler) recordEvents(s *scope, reconcileErr error) {
 		normal(sluicev1.EventSuspended, "Suspend", "pipeline suspended: workers scaled from %d to 0", ptr.Deref(s.previousReplicas, 0))
 	case !sp.Spec.Suspend && wasSuspended:
 		normal(sluicev1.EventResumed, "Resume", "pipeline resumed with %d workers", s.desiredReplicas)
+	case s.heldBy != "" && !wasHeld && !sp.Spec.Suspend:
+		normal(sluicev1.EventSuspended, "Suspend", "workers held at 0 (from %d) while StreamReplay %s rewinds the consumer group", ptr.Deref(s.previousReplicas, 0), s.heldBy)
+	case s.heldBy == "" && wasHeld && !sp.Spec.Suspend:
+		normal(sluicev1.EventResumed, "Resume", "rewind over: pipeline resumed with %d workers", s.desiredReplicas)
 	case s.previousReplicas != nil && *s.previousReplicas != s.desiredReplicas && sp.Status.LastScale != nil:
 		ls := sp.Status.LastScale
 		normal(sluicev1.EventScaled, "Scale", "scaled workers from %d to %d (%s): %s", ls.From, ls.To, ls.Reason, ls.Message)
@@ -75,6 +80,13 @@ func (r *StreamPipelineReconciler) recordEvents(s *scope, reconcileErr error) {
 		!meta.IsStatusConditionTrue(s.original.Status.Conditions, sluicev1.ConditionReady) {
 		normal(sluicev1.EventReady, "Reconcile", "%s", meta.FindStatusCondition(sp.Status.Conditions, sluicev1.ConditionReady).Message)
 	}
+}
+
+// wasStopped: the pipeline's Ready said it ran no workers on purpose
+// (suspended, or held by a rewind).
+func wasStopped(sp *sluicev1.StreamPipeline) bool {
+	r := conditionReason(sp, sluicev1.ConditionReady)
+	return r == sluicev1.ReasonSuspended || r == sluicev1.ReasonRewinding
 }
 
 func conditionReason(sp *sluicev1.StreamPipeline, t string) string {

@@ -89,7 +89,7 @@ func consumerStalled(v *lagView, p observeParams, cond condFunc) metav1.Conditio
 	h := v.Health
 	switch {
 	case p.suspended:
-		return cond(sluicev1.ConditionConsumerStalled, metav1.ConditionFalse, sluicev1.ReasonSuspended, "pipeline is suspended")
+		return cond(sluicev1.ConditionConsumerStalled, metav1.ConditionFalse, sluicev1.ReasonSuspended, "no workers run on purpose (suspended, or held by a rewind)")
 	case h.Stopped && v.StoppedSamples >= healthWindow:
 		return cond(sluicev1.ConditionConsumerStalled, metav1.ConditionTrue, sluicev1.ReasonGroupStopped,
 			h.Message()+fmt.Sprintf(" for %d samples: no worker is consuming; check the worker pods (kubectl get pods -l %s) and their logs", v.StoppedSamples, sluicev1.LabelPipeline))

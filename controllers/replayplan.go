@@ -35,20 +35,18 @@ func planReplay(sr *sluicev1.StreamReplay, sp *sluicev1.StreamPipeline) (replayP
 	default:
 		p.topics = []string{sp.DeadLetterTopic()}
 	}
-	switch sr.Spec.Target {
-	case sluicev1.ReplayTargetSource:
-		p.target, p.kind = sp.Spec.Source.Topic, replay.ToSource
+	switch {
+	case sr.Spec.Mode == sluicev1.ReplayModeRewind && sp.Share():
+		// A share group acknowledges records one by one: it has a start
+		// offset per partition but no position of each consumer to go back
+		// to, and records before it may be acknowledged or not.
+		return p, &replay.InvalidSelectionError{Field: "spec.mode", Message: fmt.Sprintf("pipeline %s reads as a share group (source.groupType Share): "+
+			"mode Rewind moves a consumer group's positions; replay the records with mode Redrive from Source instead", sp.Name)}
+	case sr.Spec.Mode == sluicev1.ReplayModeRewind:
+		// Nothing is copied: no target.
 	default:
-		retry := sp.RetryTopics()
-		if len(retry) == 0 {
-			return p, &replay.InvalidSelectionError{Field: "spec.target",
-				Message: fmt.Sprintf("pipeline %s has no retry topics (delivery.retry.attempts is 0, or source.groupType is Share): use target Source", sp.Name)}
-		}
-		p.target, p.kind = retry[0], replay.ToRetryTopic
-	}
-	for _, t := range p.topics {
-		if t == p.target {
-			return p, &replay.InvalidSelectionError{Field: "spec.target", Message: fmt.Sprintf("the replay would copy %s into itself", t)}
+		if err := planTarget(&p, sr, sp); err != nil {
+			return p, err
 		}
 	}
 	sel := sr.Spec.Select
@@ -76,6 +74,27 @@ func planReplay(sr *sluicev1.StreamReplay, sp *sluicev1.StreamPipeline) (replayP
 	p.group = "sluice-replay." + sr.Namespace + "." + sr.Name + "." + strings.SplitN(string(sr.UID), "-", 2)[0]
 	p.transactionalID = p.group
 	return p, nil
+}
+
+// planTarget resolves where a redrive copies to.
+func planTarget(p *replayPlan, sr *sluicev1.StreamReplay, sp *sluicev1.StreamPipeline) error {
+	switch sr.Spec.Target {
+	case sluicev1.ReplayTargetSource:
+		p.target, p.kind = sp.Spec.Source.Topic, replay.ToSource
+	default:
+		retry := sp.RetryTopics()
+		if len(retry) == 0 {
+			return &replay.InvalidSelectionError{Field: "spec.target",
+				Message: fmt.Sprintf("pipeline %s has no retry topics (delivery.retry.attempts is 0, or source.groupType is Share): use target Source", sp.Name)}
+		}
+		p.target, p.kind = retry[0], replay.ToRetryTopic
+	}
+	for _, t := range p.topics {
+		if t == p.target {
+			return &replay.InvalidSelectionError{Field: "spec.target", Message: fmt.Sprintf("the replay would copy %s into itself", t)}
+		}
+	}
+	return nil
 }
 
 // snapshotParts and partsOfSnapshot convert between the engine's snapshot and

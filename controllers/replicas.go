@@ -5,12 +5,12 @@ import (
 )
 
 // replicasWithoutLag decides the worker count while the pipeline's lag is not
-// known: suspended pipelines run no workers; otherwise the current count is held
+// known: stopped pipelines (suspended, or held by a rewind) run no workers; otherwise the current count is held
 // within [max(minReplicas, 1), maxReplicas]. Without a lag measurement the
 // operator never scales to zero (it can't know the topic is idle) and never
 // scales up on a guess.
-func replicasWithoutLag(sp *sluicev1.StreamPipeline, current *int32) int32 {
-	if sp.Spec.Suspend {
+func replicasWithoutLag(sp *sluicev1.StreamPipeline, stopped bool, current *int32) int32 {
+	if stopped {
 		return 0
 	}
 	lo := max(sp.Spec.Scaling.EffectiveMinReplicas(), 1)

@@ -10,7 +10,7 @@ func TestReplicasWithoutLag(t *testing.T) {
 	cases := []struct {
 		name     string
 		min, max int32
-		suspend  bool
+		stopped  bool
 		current  *int32
 		want     int32
 	}{
@@ -20,17 +20,16 @@ func TestReplicasWithoutLag(t *testing.T) {
 		{"current above max is capped", 1, 5, false, new(int32(9)), 5},
 		{"current below min is raised", 4, 5, false, new(int32(2)), 4},
 		{"resumed from zero comes back at min", 2, 5, false, new(int32(0)), 2},
-		{"suspend wins over everything", 3, 5, true, new(int32(4)), 0},
-		{"suspend on create", 3, 5, true, nil, 0},
+		{"stopped (suspended, or held by a rewind) wins over everything", 3, 5, true, new(int32(4)), 0},
+		{"stopped on create", 3, 5, true, nil, 0},
 		{"min 0 never scales an existing pipeline to zero", 0, 5, false, new(int32(0)), 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			sp := &sluicev1.StreamPipeline{Spec: sluicev1.StreamPipelineSpec{
-				Suspend: tc.suspend,
 				Scaling: sluicev1.ScalingSpec{MinReplicas: &tc.min, MaxReplicas: &tc.max},
 			}}
-			if got := replicasWithoutLag(sp, tc.current); got != tc.want {
+			if got := replicasWithoutLag(sp, tc.stopped, tc.current); got != tc.want {
 				t.Errorf("replicasWithoutLag = %d, want %d", got, tc.want)
 			}
 		})

@@ -20,7 +20,7 @@ import (
 func (r *StreamPipelineReconciler) reconcileObservation(_ context.Context, s *scope) error {
 	sp := s.sp
 	key := pipelineKey(sp)
-	params := observeParamsOf(sp)
+	params := observeParamsOf(sp, s.stopped())
 	r.observer.register(key, params)
 	s.cluster.Watch(key.String(), kafka.Watch{
 		Group:           sp.ConsumerGroup(),
@@ -44,7 +44,7 @@ func (r *StreamPipelineReconciler) reconcileObservation(_ context.Context, s *sc
 	return nil
 }
 
-func observeParamsOf(sp *sluicev1.StreamPipeline) observeParams {
+func observeParamsOf(sp *sluicev1.StreamPipeline, stopped bool) observeParams {
 	sc := sp.Spec.Scaling
 	return observeParams{
 		policy: scaling.Policy{
@@ -56,21 +56,21 @@ func observeParamsOf(sp *sluicev1.StreamPipeline) observeParams {
 			SharedPartitions:       sp.Share(),
 		},
 		startFrom:          lag.StartFrom(sp.PositionStartFrom()),
-		suspended:          sp.Spec.Suspend,
+		suspended:          stopped,
 		lagCriticalSeconds: int64(sluicev1.Int32Or(sc.LagCriticalSeconds, sluicev1.DefaultLagCriticalSeconds)),
 	}
 }
 
 // desiredReplicas is the worker count this reconcile applies: 0 when
-// suspended; the lag policy's latest decision, kept within the current spec's
+// stopped (suspended, or held by a rewind); the lag policy's latest decision, kept within the current spec's
 // bounds (the spec may have changed since that sample); and, before the first
 // lag sample, the current count within the bounds.
 func desiredReplicas(s *scope, current *int32) int32 {
 	sp := s.sp
-	if sp.Spec.Suspend || s.scaleDecision == nil {
-		return replicasWithoutLag(sp, current)
+	if s.stopped() || s.scaleDecision == nil {
+		return replicasWithoutLag(sp, s.stopped(), current)
 	}
-	return observeParamsOf(sp).policy.Within(s.scaleDecision.Desired, ptr.Deref(sp.Status.Partitions, 0))
+	return observeParamsOf(sp, false).policy.Within(s.scaleDecision.Desired, ptr.Deref(sp.Status.Partitions, 0))
 }
 
 // recordScale writes status.lastScale when this reconcile changed the count.
@@ -83,7 +83,9 @@ func recordScale(s *scope) {
 	switch {
 	case s.sp.Spec.Suspend:
 		reason, msg = sluicev1.ReasonSuspended, "pipeline suspended"
-	case conditionReason(s.original, sluicev1.ConditionReady) == sluicev1.ReasonSuspended:
+	case s.heldBy != "":
+		reason, msg = sluicev1.ReasonRewinding, "held at 0 while StreamReplay "+s.heldBy+" rewinds the consumer group"
+	case wasStopped(s.original):
 		reason, msg = sluicev1.ReasonResumed, "pipeline resumed"
 	case s.scaleDecision != nil && s.scaleDecision.Desired == s.desiredReplicas:
 		reason, msg = s.scaleDecision.Reason, s.scaleDecision.Message

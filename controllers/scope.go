@@ -39,6 +39,9 @@ type scope struct {
 	cluster *kafka.Cluster
 	// topics is what provisioning found and did.
 	topics *kafka.TopicsReport
+	// heldBy names the StreamReplay whose rewind holds the workers at zero
+	// ("" when none).
+	heldBy string
 	// removedStaticMembers are the group.instance.ids this reconcile removed
 	// from the group.
 	removedStaticMembers []string

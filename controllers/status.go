@@ -108,6 +108,15 @@ func setConditions(s *scope, reconcileErr error) {
 		set(sluicev1.ConditionReady, metav1.ConditionFalse, sluicev1.ReasonSuspended, msg)
 		set(sluicev1.ConditionReconciling, metav1.ConditionFalse, sluicev1.ReasonSuspended, msg)
 		set(sluicev1.ConditionStalled, metav1.ConditionFalse, sluicev1.ReasonSuspended, msg)
+	case s.heldBy != "":
+		// Reconciling: the hold ends by itself when the rewind completes.
+		msg := "StreamReplay " + s.heldBy + " is rewinding the consumer group: workers held at 0 until it has set the offsets"
+		if !ro.complete {
+			msg = "StreamReplay " + s.heldBy + " is rewinding the consumer group: stopping workers (" + ro.message + ")"
+		}
+		set(sluicev1.ConditionReady, metav1.ConditionFalse, sluicev1.ReasonRewinding, msg)
+		set(sluicev1.ConditionReconciling, metav1.ConditionTrue, sluicev1.ReasonRewinding, msg)
+		set(sluicev1.ConditionStalled, metav1.ConditionFalse, sluicev1.ReasonRewinding, msg)
 	case !ro.complete:
 		set(sluicev1.ConditionReady, metav1.ConditionFalse, sluicev1.ReasonRollingOut, ro.message)
 		set(sluicev1.ConditionReconciling, metav1.ConditionTrue, sluicev1.ReasonRollingOut, ro.message)

@@ -128,6 +128,7 @@ func (r *StreamPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		r.reconcileTopics,
 		r.reconcileShareGroup,
 		r.reconcileStartingOffsets,
+		r.reconcileRewindHold,
 		r.reconcileObservation,
 		r.reconcileServiceAccount,
 		r.reconcileReplicas,
@@ -256,6 +257,8 @@ func (r *StreamPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// their label. A pod that crash-loops changes nothing on the workload,
 		// but the reason Ready shows does.
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(pipelineOfPod), builder.WithPredicates(podStatusChanged())).
+		// A rewind that starts or ends holds or releases the workers.
+		Watches(&sluicev1.StreamReplay{}, handler.EnqueueRequestsFromMapFunc(pipelineOfReplay), builder.WithPredicates(replayPhaseChanged())).
 		Named("streampipeline").
 		Complete(r)
 }

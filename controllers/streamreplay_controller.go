@@ -48,7 +48,8 @@ const (
 // StreamReplayReconciler runs StreamReplays: it fixes each one's snapshot
 // (stored in status before the first copy), counts a dry run, and runs a
 // redrive in a goroutine of the leader until it completes; a restarted
-// operator resumes it from the position committed with its copies.
+// operator resumes it from the position committed with its copies. A rewind
+// runs in reconcile steps instead (replayrewind.go).
 type StreamReplayReconciler struct {
 	client.Client
 	// APIReader reads the pipeline's Secrets uncached, as the pipeline
@@ -121,6 +122,9 @@ func (r *StreamReplayReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, r.fail(ctx, sr, ReasonReplayKafkaError, "pipeline's Kafka connection: "+err.Error())
 	}
 	conn = append(conn, r.KafkaOpts...)
+	if sr.Spec.Mode == sluicev1.ReplayModeRewind {
+		return r.rewind(ctx, sr, s, plan, conn)
+	}
 
 	if len(sr.Status.Snapshot) == 0 && sr.Status.Phase != sluicev1.ReplayPhaseRunning {
 		return r.start(ctx, sr, sp, plan, conn)
