@@ -48,6 +48,8 @@ Usage:
                                                  send dead letters back through the pipeline (a StreamReplay)
   kubectl sluice replay PIPELINE --from-time T [--to-time T] [--target RetryTopic] [--rate N] [--dry-run] [--no-wait]
                                                  send a time window of the source topic through the pipeline again
+  kubectl sluice rewind PIPELINE (--to-time T | --ago 2h | --offset P=O ...) [--dry-run] [--no-wait]
+                                                 move the pipeline's consumer group back (workers stop meanwhile)
 
 Global flags (before the command): -n/--namespace, --kubeconfig, --context.
 Times are RFC 3339 ("2026-11-24T00:00:00Z"); --since takes a duration back from now ("90m").
@@ -79,8 +81,10 @@ func (a *App) Run(ctx context.Context, args []string) error {
 		return a.redrive(ctx, args[1:])
 	case "replay":
 		return a.replay(ctx, args[1:])
+	case "rewind":
+		return a.rewind(ctx, args[1:])
 	}
-	return fmt.Errorf("%w: unknown command %q (status, dlq, redrive, replay)", ErrUsage, args[0])
+	return fmt.Errorf("%w: unknown command %q (status, dlq, redrive, replay, rewind)", ErrUsage, args[0])
 }
 
 // parse parses a command's flags and its one positional argument (the

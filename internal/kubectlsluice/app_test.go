@@ -268,13 +268,55 @@ func hasRow(out string, fields []string) bool {
 	return false
 }
 
+func TestRewindMovesTheGroupBackAndSaysWhatItDid(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	var rs []*kgo.Record
+	for i := range 30 {
+		rs = append(rs, &kgo.Record{Topic: "orders", Partition: int32(i % 3), Timestamp: now.Add(time.Duration(i-30) * time.Minute)})
+	}
+	if err := f.cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	ends, err := f.adm.ListEndOffsets(ctx, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.adm.CommitAllOffsets(ctx, f.sp.ConsumerGroup(), ends.Offsets()); err != nil {
+		t.Fatal(err)
+	}
+	// Records 21..29 (minutes -9..-1) are younger than 9m30s: 3 per partition.
+	out, err := f.run(t, "rewind", "orders", "--ago", "9m30s", "--dry-run")
+	if err != nil || !strings.Contains(out, "would move 3 partitions back (0: 10 → 7, 1: 10 → 7, 2: 10 → 7) and read 9 records again") {
+		t.Fatalf("dry run: %v\n%s", err, out)
+	}
+	out, err = f.run(t, "rewind", "orders", "--offset", "1=2")
+	if err != nil || !strings.Contains(out, "Complete: rewound group "+f.sp.ConsumerGroup()+" on orders: 1 partitions back (1: 10 → 2)") {
+		t.Fatalf("rewind: %v\n%s", err, out)
+	}
+	committed, err := f.adm.FetchOffsets(ctx, f.sp.ConsumerGroup())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := committed.Lookup("orders", 1); o.At != 2 {
+		t.Fatalf("partition 1 committed at %d, want 2", o.At)
+	}
+	if o, _ := committed.Lookup("orders", 0); o.At != 10 {
+		t.Fatalf("partition 0 committed at %d, want 10 (not listed)", o.At)
+	}
+}
+
 func TestBadCommandLinesSayWhy(t *testing.T) {
 	f := newFixture(t, 0)
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"rewind", "orders"}, `unknown command "rewind"`},
+		{[]string{"reprocess", "orders"}, `unknown command "reprocess"`},
+		{[]string{"rewind", "orders"}, "rewind needs --to-time, --ago or --offset"},
+		{[]string{"rewind", "orders", "--offset", "3"}, `--offset "3": want PARTITION=OFFSET`},
+		{[]string{"rewind", "orders", "--ago", "1h", "--to-time", "2026-11-24T00:00:00Z"}, "not both"},
 		{[]string{"dlq"}, "dlq needs a pipeline name"},
 		{[]string{"dlq", "orders", "extra"}, "dlq takes one pipeline, got also extra"},
 		{[]string{"dlq", "orders", "--class", "fatal"}, `--class "fatal": want poison or transient`},

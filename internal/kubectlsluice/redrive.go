@@ -120,7 +120,8 @@ func (a *App) replay(ctx context.Context, args []string) error {
 
 func (a *App) newReplay(pipeline, verb string, from sluicev1.ReplayFrom) *sluicev1.StreamReplay {
 	return &sluicev1.StreamReplay{
-		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: fmt.Sprintf("%s-%s-%s", pipeline, verb, a.Now().UTC().Format("20060102-150405"))},
+		// Generated names: two commands in the same second don't collide.
+		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, GenerateName: fmt.Sprintf("%s-%s-%s-", pipeline, verb, a.Now().UTC().Format("20060102-150405"))},
 		Spec:       sluicev1.StreamReplaySpec{Pipeline: pipeline, From: from, Mode: sluicev1.ReplayModeRedrive},
 	}
 }
@@ -133,7 +134,7 @@ func (a *App) createAndFollow(ctx context.Context, sr *sluicev1.StreamReplay, no
 		return fmt.Errorf("StreamPipeline %s/%s: %w", sr.Namespace, sr.Spec.Pipeline, err)
 	}
 	if err := a.Client.Create(ctx, sr); err != nil {
-		return fmt.Errorf("create StreamReplay %s: %w", sr.Name, err)
+		return fmt.Errorf("create StreamReplay %s…: %w", sr.GenerateName, err)
 	}
 	a.printf("streamreplay.streaming.sluice.dev/%s created\n", sr.Name)
 	if noWait {
@@ -178,7 +179,7 @@ func progressLine(sr *sluicev1.StreamReplay) string {
 		read += p.End - p.Start
 	}
 	switch {
-	case st.Phase == sluicev1.ReplayPhaseComplete && sr.Spec.DryRun:
+	case st.Phase == sluicev1.ReplayPhaseComplete && sr.Spec.DryRun, sr.Spec.Mode == sluicev1.ReplayModeRewind:
 		return fmt.Sprintf("%s: %s", phase, st.Message)
 	case st.Phase == sluicev1.ReplayPhaseFailed || st.Phase == sluicev1.ReplayPhasePending:
 		return fmt.Sprintf("%s: %s", phase, st.Message)
