@@ -24,8 +24,8 @@ export GOTOOLCHAIN=local
 
 # Each mutation: a name, what it breaks, the file, a perl substitution (run
 # with -0: the whole file is one string) anchored on the function it breaks,
-# the tests (go test -run names) that must catch it, and their package
-# (default ./worker/).
+# the tests (go test -run names) that must catch it, and their packages
+# (default ./worker/; several separated by spaces).
 names=() whats=() files=() subs=() tests=() pkgs=()
 add() { names+=("$1"); whats+=("$2"); files+=("$3"); subs+=("$4"); tests+=("$5"); pkgs+=("${6:-./worker/}"); }
 
@@ -119,6 +119,30 @@ add "static-remove-terminating" \
   's/(\nfunc \(r \*StreamPipelineReconciler\) reconcileStaticMembers\((?:(?!\nfunc ).)*?)case apierrors\.IsNotFound\(err\):/$1case apierrors.IsNotFound(err) || err == nil: \/\/ MUTATION: a pod that exists counts as gone/s' \
   "TestStaticMembersOfPodsThatAreGoneAreRemovedFromTheGroup" ./controllers/
 
+add "rewind-forward" \
+  "a rewind also moves a partition forward when its group is before the point (the records in between are skipped)" \
+  internal/replay/rewind.go \
+  's/(\nfunc RewindMoves\((?:(?!\nfunc ).)*?)case p\.Start < c:/$1case p.Start != c: \/\/ MUTATION: forward too/s' \
+  "TestRewindMovesOnlyGoBack TestRewindToOffsetsNeverSkipsRecords" "./internal/replay/ ./controllers/"
+
+add "rewind-no-hold" \
+  "a running rewind does not hold the pipeline's workers at zero" \
+  controllers/rewindhold.go \
+  's/(\nfunc \(r \*StreamPipelineReconciler\) reconcileRewindHold\((?:(?!\nfunc ).)*?)s\.heldBy = rewindHolding\(list\.Items, s\.sp\.Name\)/$1s.heldBy = "" \/\/ MUTATION: no hold/s' \
+  "TestRewindHoldsTheWorkersAndMovesTheGroupBack" ./controllers/
+
+add "rewind-no-wait" \
+  "a rewind sets the offsets while the group still has members (which commit over them)" \
+  controllers/replayrewind.go \
+  's/(\nfunc \(r \*StreamReplayReconciler\) workersRunning\((?:(?!\nfunc ).)*?)if err != nil \|\| stopped \{/$1if err != nil || stopped || members != "" { \/\/ MUTATION: members do not count/s' \
+  "TestRewindHoldsTheWorkersAndMovesTheGroupBack" ./controllers/
+
+add "rewind-eo-from-kafka" \
+  "a rewind of ExactlyOnce postgres takes Kafka's best-effort commit for the position and leaves the database's offsets where they were" \
+  controllers/replayrewind.go \
+  's/(\nfunc \(p rewindPosition\) database\((?:(?!\nfunc ).)*?)if pg == nil \|\|/$1if true || pg == nil || \/\/ MUTATION: the database is not the position\n\t\t/s' \
+  "TestRewindOfExactlyOncePostgresMovesTheDatabasesOffsets" ./controllers/
+
 selected=("$@")
 if [ ${#selected[@]} -eq 0 ]; then
   for i in "${!names[@]}"; do selected+=($((i + 1))); done
@@ -149,7 +173,8 @@ for n in "${selected[@]}"; do
   run=$(echo "${tests[$i]}" | sed 's/ /$|^/g')
   log="$dir/test.log"
   set +e
-  (cd "$dir" && go test "${pkgs[$i]}" -count=1 -timeout 20m -v -run "^(${run})\$" >"$log" 2>&1)
+  # shellcheck disable=SC2086 # pkgs may list several packages
+  (cd "$dir" && go test ${pkgs[$i]} -count=1 -timeout 20m -v -run "^(${run})\$" >"$log" 2>&1)
   set -e
   if grep -q '^FAIL.*\[build failed\]\|^# github.com/sluice-dev' "$log"; then
     echo "    DOES NOT COMPILE:"; grep -A5 '^# github.com/sluice-dev' "$log" | sed 's/^/    /'
