@@ -204,21 +204,27 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() (b
 // retry and DLQ topics (one broker), no TLS or SASL (kfake serves neither).
 func (s *suite) sample(t testing.TB, name, ns string) *sluicev1.StreamPipeline {
 	t.Helper()
-	path := filepath.Join(s.env.root, "config", "samples", "streaming_v1alpha1_streampipeline_"+name+".yaml")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	sp := &sluicev1.StreamPipeline{}
-	if err := yaml.UnmarshalStrict(data, sp); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
+	s.readSample(t, "streaming_v1alpha1_streampipeline_"+name+".yaml", sp)
 	sp.Namespace = ns
 	sp.Spec.Kafka.BootstrapServers = []string{s.bootstrap}
 	sp.Spec.Kafka.TLS, sp.Spec.Kafka.SASL = nil, nil
 	sp.Spec.Topics.ReplicationFactor = ptrTo[int32](1)
 	sp.Spec.Topics.MinInSyncReplicas = ptrTo[int32](1)
 	return sp
+}
+
+// readSample reads config/samples/<file> into obj, refusing unknown fields.
+func (s *suite) readSample(t testing.TB, file string, obj any) {
+	t.Helper()
+	path := filepath.Join(s.env.root, "config", "samples", file)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(data, obj); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
 }
 
 func ptrTo[T any](v T) *T { return &v }

@@ -114,7 +114,9 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 type sinkReport struct {
 	deliveries, keys, failures, rejections int
 	effects                                map[string]int
-	byAddr                                 map[string][]time.Time
+	// deliveriesByKey counts 2xx deliveries per idempotency key.
+	deliveriesByKey map[string]int
+	byAddr          map[string][]time.Time
 }
 
 func (r *receiver) report(ns, pipeline string) sinkReport {
@@ -122,9 +124,10 @@ func (r *receiver) report(ns, pipeline string) sinkReport {
 	defer r.mu.Unlock()
 	s := r.sink("/" + ns + "/" + pipeline)
 	rep := sinkReport{keys: len(s.keys), failures: s.failures, rejections: s.rejections,
-		effects: make(map[string]int, len(s.effects)), byAddr: map[string][]time.Time{}}
-	for _, n := range s.keys {
+		effects: make(map[string]int, len(s.effects)), deliveriesByKey: make(map[string]int, len(s.keys)), byAddr: map[string][]time.Time{}}
+	for k, n := range s.keys {
 		rep.deliveries += n
+		rep.deliveriesByKey[k] = n
 	}
 	for id, n := range s.effects {
 		rep.effects[id] = n
