@@ -14,6 +14,7 @@ import (
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/kafka"
+	"github.com/sluice-dev/sluice/internal/replay"
 )
 
 // deletionReport is what deleting a pipeline did with its topics, for the
@@ -29,7 +30,8 @@ type deletionReport struct {
 
 // reconcileDelete lets a deleted pipeline go. Owned objects are garbage
 // collected through their owner references; the retry and dead-letter topics
-// are kept unless deletionPolicy is Delete (read now: a change back to Retain
+// (and the "<topic>.parked" topics a redrive put beside them) are kept unless
+// deletionPolicy is Delete (read now: a change back to Retain
 // made during the deletion is honoured). The source topic is never touched,
 // nor a topic another pipeline also uses.
 //
@@ -61,12 +63,13 @@ func (r *StreamPipelineReconciler) reconcileDelete(ctx context.Context, s *scope
 			rep.kept[t] = owner
 			continue
 		}
-		topics = append(topics, t)
+		// A redrive of this topic may have parked records beside it.
+		topics = append(topics, t, replay.ParkedTopic(t))
 	}
-	err = r.deleteTopics(ctx, s, topics)
+	deleted, err := r.deleteTopics(ctx, s, topics)
 	switch {
 	case err == nil:
-		rep.deleted = topics
+		rep.deleted = deleted
 	case errors.Is(err, errCannotDelete) || time.Since(sp.DeletionTimestamp.Time) >= r.TopicDeletionTimeout:
 		rep.leftBehind, rep.why = topics, err.Error()
 	default:
@@ -79,31 +82,30 @@ func (r *StreamPipelineReconciler) reconcileDelete(ctx context.Context, s *scope
 // errCannotDelete marks deletion failures that waiting can't fix.
 var errCannotDelete = errors.New("cannot delete")
 
-// deleteTopics deletes topics with the pipeline's credentials.
-func (r *StreamPipelineReconciler) deleteTopics(ctx context.Context, s *scope, topics []string) error {
+// deleteTopics deletes topics with the pipeline's credentials and returns
+// those that existed.
+func (r *StreamPipelineReconciler) deleteTopics(ctx context.Context, s *scope, topics []string) ([]string, error) {
 	if len(topics) == 0 {
-		return nil
+		return nil, nil
 	}
 	if err := r.reconcileSecrets(ctx, s); err != nil {
 		var st *stalledError
 		if errors.As(err, &st) {
-			return fmt.Errorf("%w: %s", errCannotDelete, st.message)
+			return nil, fmt.Errorf("%w: %s", errCannotDelete, st.message)
 		}
-		return err
+		return nil, err
 	}
 	cluster, err := r.kafka.Acquire(pipelineKey(s.sp).String(), kafkaConn(s))
 	if err != nil {
-		return fmt.Errorf("%w: spec.kafka: %w", errCannotDelete, err)
+		return nil, fmt.Errorf("%w: spec.kafka: %w", errCannotDelete, err)
 	}
 	kctx, cancel := context.WithTimeout(ctx, r.KafkaTimeout)
 	defer cancel()
-	if err := kafka.DeleteTopics(kctx, cluster.Admin(), topics...); err != nil {
-		if kafka.Classify(err) == kafka.ProblemAuth {
-			return fmt.Errorf("%w: Kafka denied it: %w", errCannotDelete, err)
-		}
-		return err
+	deleted, err := kafka.DeleteTopics(kctx, cluster.Admin(), topics...)
+	if err != nil && kafka.Classify(err) == kafka.ProblemAuth {
+		return deleted, fmt.Errorf("%w: Kafka denied it: %w", errCannotDelete, err)
 	}
-	return nil
+	return deleted, err
 }
 
 // letGo removes the topics finalizer.

@@ -172,15 +172,22 @@ func TestDeletionPolicyDeleteRemovesTheProvisionedTopics(t *testing.T) {
 	}
 	g.Eventually(func(g Gomega) []string { return getPipeline(g, ns, "gone").Finalizers }).
 		WithTimeout(timeout).WithPolling(poll).Should(ContainElement(sluicev1.FinalizerTopics))
+	// A redrive parked records beside the DLQ (not beside the retry topics).
+	_, err := k.adm.CreateTopic(context.Background(), 1, 1, nil, "gone.dlq.parked")
+	g.Expect(err).NotTo(HaveOccurred())
+	goneEvents := getPipeline(g, ns, "gone")
 
 	g.Expect(k8s.Delete(context.Background(), kept)).To(Succeed())
 	g.Expect(k8s.Delete(context.Background(), gone)).To(Succeed())
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(k8s.Get(context.Background(), client.ObjectKeyFromObject(gone), &sluicev1.StreamPipeline{}))
 	}).WithTimeout(timeout).WithPolling(poll).Should(BeTrue())
-	for _, topic := range []string{"gone.dlq", "gone.retry.1", "gone.retry.2", "gone.retry.3"} {
+	for _, topic := range []string{"gone.dlq", "gone.retry.1", "gone.retry.2", "gone.retry.3", "gone.dlq.parked"} {
 		g.Expect(k.topicExists(t, topic)).To(BeFalse(), topic)
 	}
+	g.Eventually(func(g Gomega) []string { return eventNotes(g, goneEvents, sluicev1.EventTopicsDeleted) }).WithTimeout(timeout).WithPolling(poll).
+		Should(ContainElement("deleted topics gone.retry.1, gone.retry.2, gone.retry.3, gone.dlq, gone.dlq.parked (deletionPolicy Delete)"),
+			"the parked topic that existed is deleted; those that never did are not reported")
 	g.Expect(k.topicExists(t, "kept.dlq")).To(BeTrue(), "Retain keeps the topics")
 	g.Expect(k.topicExists(t, "orders")).To(BeTrue(), "the source topic is never deleted")
 }

@@ -175,18 +175,24 @@ func convergeConfigs(ctx context.Context, adm *kadm.Client, topics []string, wan
 	return changed, nil
 }
 
-// DeleteTopics deletes topics; topics already gone are not an error.
-func DeleteTopics(ctx context.Context, adm *kadm.Client, topics ...string) error {
+// DeleteTopics deletes topics and returns those it deleted; topics already
+// gone (or never created) are not an error, nor in the list.
+func DeleteTopics(ctx context.Context, adm *kadm.Client, topics ...string) (deleted []string, err error) {
 	res, err := adm.DeleteTopics(ctx, topics...)
 	if err != nil {
-		return fmt.Errorf("delete topics: %w", err)
+		return nil, fmt.Errorf("delete topics: %w", err)
 	}
 	for _, t := range topics {
-		if r, ok := res[t]; ok && r.Err != nil && !isUnknownTopic(r.Err) {
-			return fmt.Errorf("delete topic %q: %w", t, withDetail(r.Err, r.ErrMessage))
+		r, ok := res[t]
+		switch {
+		case ok && r.Err != nil && isUnknownTopic(r.Err):
+		case ok && r.Err != nil:
+			return deleted, fmt.Errorf("delete topic %q: %w", t, withDetail(r.Err, r.ErrMessage))
+		default:
+			deleted = append(deleted, t)
 		}
 	}
-	return nil
+	return deleted, nil
 }
 
 // PolicyConfigs are the topic configs Sluice sets on what it provisions.

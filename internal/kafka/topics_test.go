@@ -114,7 +114,7 @@ func TestEnsureTopicsCreatesWithPolicyAndConvergesDrift(t *testing.T) {
 	policy := TopicPolicy{ReplicationFactor: rf, Configs: PolicyConfigs(int32(min(2, rf)), 3_600_000)}
 	topics := []string{source + ".retry.1", source + ".retry.2", source + ".dlq"}
 	dlq := topics[2]
-	t.Cleanup(func() { _ = DeleteTopics(context.Background(), adm, append(topics, source)...) })
+	t.Cleanup(func() { _, _ = DeleteTopics(context.Background(), adm, append(topics, source)...) })
 
 	rep, err := EnsureTopics(ctx, adm, source, topics, policy)
 	if err != nil {
@@ -255,8 +255,12 @@ func TestDeleteTopicsIgnoresMissing(t *testing.T) {
 	c, adm, _ := testCluster(t)
 	dlq := testkafka.UniqueTopic(t, "orders") + ".dlq"
 	createTopic(t, c, dlq, 1)
-	if err := DeleteTopics(ctx, adm, dlq, testkafka.UniqueTopic(t, "never-existed")); err != nil {
+	deleted, err := DeleteTopics(ctx, adm, dlq, testkafka.UniqueTopic(t, "never-existed"))
+	if err != nil {
 		t.Fatal(err)
+	}
+	if !slices.Equal(deleted, []string{dlq}) {
+		t.Errorf("deleted %v, want only %s (the other never existed)", deleted, dlq)
 	}
 	waitPartitions(t, c, dlq, 0)
 }
