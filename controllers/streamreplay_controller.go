@@ -17,8 +17,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -40,6 +43,10 @@ const (
 	replayRetryInterval     = 5 * time.Second
 	replayWaitInterval      = 30 * time.Second
 	replayKafkaCallsTimeout = 2 * time.Minute
+	// failedAgainGrace is how long after its retry backoffs a redriven copy
+	// may take to come back to the DLQ (lag, processing, the breaker).
+	failedAgainGrace           = 5 * time.Minute
+	defaultFailedAgainInterval = 30 * time.Second
 	// replayRequeueNow: the next step right away (the predicate ignores the
 	// object's own metadata and status writes).
 	replayRequeueNow = 50 * time.Millisecond
@@ -58,6 +65,13 @@ type StreamReplayReconciler struct {
 	Recorder  events.EventRecorder
 	// KafkaOpts are extra options for the replay's Kafka clients.
 	KafkaOpts []kgo.Opt
+	// FailedAgainInterval is how often a completed redrive's copies are
+	// counted back in the DLQ (default 30 s).
+	FailedAgainInterval time.Duration
+
+	// completed wakes the reconcile of a replay whose run recorded Complete
+	// (the predicate ignores status writes).
+	completed chan event.TypedGenericEvent[*sluicev1.StreamReplay]
 
 	runs *replayRuns
 	// lastProgress throttles progress writes per replay.
@@ -86,8 +100,10 @@ func (r *StreamReplayReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, nil
 	}
 	switch sr.Status.Phase {
-	case sluicev1.ReplayPhaseComplete, sluicev1.ReplayPhaseFailed:
+	case sluicev1.ReplayPhaseFailed:
 		return ctrl.Result{}, nil
+	case sluicev1.ReplayPhaseComplete:
+		return r.watchFailedAgain(ctx, sr)
 	}
 	sp := &sluicev1.StreamPipeline{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: sr.Namespace, Name: sr.Spec.Pipeline}, sp); err != nil {
@@ -216,6 +232,57 @@ func (r *StreamReplayReconciler) start(ctx context.Context, sr *sluicev1.StreamR
 	return ctrl.Result{RequeueAfter: replayRequeueNow}, nil
 }
 
+// watchFailedAgain keeps status.failedAgain of a completed redrive current
+// until its copies had time to fail again through the pipeline's retries
+// (the retry backoffs plus failedAgainGrace after completion). The first
+// count comes with the reconcile that follows Complete (a Running replay is
+// looked at every replayWaitInterval).
+func (r *StreamReplayReconciler) watchFailedAgain(ctx context.Context, sr *sluicev1.StreamReplay) (ctrl.Result, error) {
+	st := sr.Status
+	if sr.Spec.Mode != sluicev1.ReplayModeRedrive || sr.Spec.DryRun || st.StartTime == nil || st.CompletionTime == nil {
+		return ctrl.Result{}, nil
+	}
+	sp := &sluicev1.StreamPipeline{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: sr.Namespace, Name: sr.Spec.Pipeline}, sp); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	until := st.CompletionTime.Add(sp.RetryChainDelay() + failedAgainGrace)
+	interval := r.FailedAgainInterval
+	if st.FailedAgain != nil && time.Now().After(until.Add(interval)) {
+		return ctrl.Result{}, nil // counted after the window: final
+	}
+	s := newScope(sp)
+	if err := readSecrets(ctx, r.APIReader, s); err != nil {
+		return ctrl.Result{RequeueAfter: interval}, nil
+	}
+	conn, err := kafkaConn(s).Opts()
+	if err != nil {
+		return ctrl.Result{}, nil
+	}
+	conn = append(conn, r.KafkaOpts...)
+	kctx, cancel := context.WithTimeout(ctx, replayKafkaCallsTimeout)
+	defer cancel()
+	cl, err := kgo.NewClient(conn...)
+	if err != nil {
+		return ctrl.Result{}, nil
+	}
+	defer cl.Close()
+	n, err := replay.FailedAgain(kctx, conn, kadm.NewClient(cl), sp.DeadLetterTopic(), st.StartTime.Time, sr.Namespace+"/"+sr.Name)
+	if err != nil {
+		logf.FromContext(ctx).Info("could not count the redrive's copies back in the DLQ; retrying", "err", err.Error())
+		return ctrl.Result{RequeueAfter: interval}, nil
+	}
+	if st.FailedAgain == nil || *st.FailedAgain != n {
+		if err := r.patchStatus(ctx, client.ObjectKeyFromObject(sr), func(sr *sluicev1.StreamReplay) { sr.Status.FailedAgain = &n }); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if time.Now().After(until) {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{RequeueAfter: min(interval, time.Until(until)+time.Second)}, nil
+}
+
 // ensureParkedTopics creates "<topic>.parked" beside each topic read, with
 // its partition count and the pipeline's topic policy.
 func ensureParkedTopics(ctx context.Context, adm *kadm.Client, topics []string, sp *sluicev1.StreamPipeline) error {
@@ -317,6 +384,10 @@ func (r *StreamReplayReconciler) progress(ctx context.Context, key types.Namespa
 		sr := &sluicev1.StreamReplay{}
 		if r.Get(ctx, key, sr) == nil {
 			r.event(sr, corev1.EventTypeNormal, ReasonReplayComplete, "%s", message)
+			select { // start counting what fails again; else the next look does
+			case r.completed <- event.TypedGenericEvent[*sluicev1.StreamReplay]{Object: sr}:
+			default:
+			}
 		}
 		r.deleteProgressGroup(ctx, key)
 	}
@@ -420,6 +491,10 @@ func (r *StreamReplayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.lastProgress = map[types.NamespacedName]time.Time{}
 	r.conns = map[types.NamespacedName][]kgo.Opt{}
 	r.groups = map[types.NamespacedName]string{}
+	r.completed = make(chan event.TypedGenericEvent[*sluicev1.StreamReplay], 64)
+	if r.FailedAgainInterval == 0 {
+		r.FailedAgainInterval = defaultFailedAgainInterval
+	}
 	if err := mgr.Add(r.runs); err != nil {
 		return err
 	}
@@ -427,6 +502,7 @@ func (r *StreamReplayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Spec changes only (the spec is immutable: creation), not the
 		// run's own progress writes; start requeues to begin the run.
 		For(&sluicev1.StreamReplay{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(source.Channel(r.completed, &handler.TypedEnqueueRequestForObject[*sluicev1.StreamReplay]{})).
 		Named("streamreplay").
 		Complete(r)
 }

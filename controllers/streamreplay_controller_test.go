@@ -153,6 +153,22 @@ func TestStreamReplayRedrivesTheDeadLettersOfOneClass(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(groups.Groups()).NotTo(ContainElement(got.Status.ProgressGroup), "the replay's group is deleted once Complete is recorded")
 	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
+
+	// The pipeline dead-letters some copies again: those carrying this
+	// replay's name are counted, not another replay's or a new failure's.
+	g.Eventually(func() *int64 { return getReplay(g, sp.Namespace, sr.Name).Status.FailedAgain }).
+		WithTimeout(timeout).WithPolling(poll).Should(HaveValue(BeZero()))
+	var back []*kgo.Record
+	for i, by := range []string{"/fix-poison", "/fix-poison", "/fix-poison", "/other", ""} {
+		r := &kgo.Record{Topic: sp.DeadLetterTopic(), Partition: int32(i % 3), Key: []byte("again" + strconv.Itoa(i))}
+		if by != "" {
+			r.Headers = []kgo.RecordHeader{{Key: failure.HeaderRedrivenBy, Value: []byte(sp.Namespace + by)}}
+		}
+		back = append(back, r)
+	}
+	g.Expect(k.client.ProduceSync(context.Background(), back...).FirstErr()).To(Succeed())
+	g.Eventually(func() *int64 { return getReplay(g, sp.Namespace, sr.Name).Status.FailedAgain }).
+		WithTimeout(timeout).WithPolling(poll).Should(HaveValue(Equal(int64(3))))
 }
 
 func TestStreamReplayDryRunCountsAndCopiesNothing(t *testing.T) {

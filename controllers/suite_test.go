@@ -110,10 +110,11 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	if err := (&StreamReplayReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("sluice-operator"),
-		KafkaOpts: []kgo.Opt{kgo.MetadataMinAge(100 * time.Millisecond)},
+		Client:              mgr.GetClient(),
+		APIReader:           mgr.GetAPIReader(),
+		Recorder:            mgr.GetEventRecorder("sluice-operator"),
+		KafkaOpts:           []kgo.Opt{kgo.MetadataMinAge(100 * time.Millisecond)},
+		FailedAgainInterval: 500 * time.Millisecond,
 	}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: setup replays:", err)
 		return 1

@@ -270,6 +270,21 @@ func (sp *StreamPipeline) RetryBackoff() (initial, maximum time.Duration) {
 	return DurationOr(b.Initial, min(DefaultBackoffInitial, maximum)), maximum
 }
 
+// RetryChainDelay is how long a record that fails every time spends waiting
+// in the retry topics before it is dead-lettered: the sum of the backoffs of
+// its retries.
+func (sp *StreamPipeline) RetryChainDelay() time.Duration {
+	initial, maximum := sp.RetryBackoff()
+	mult := time.Duration(Int32Or(sp.Spec.Delivery.Retry.Backoff.Multiplier, DefaultBackoffMultiplier))
+	var total time.Duration
+	d := initial
+	for range sp.RetryAttempts() {
+		total += min(d, maximum)
+		d = min(d*mult, maximum)
+	}
+	return total
+}
+
 // WarmupRecordsPerSecond is the effective start of the rate ramp: at most the
 // steady limit when only that is set.
 func (sp *StreamPipeline) WarmupRecordsPerSecond() int32 {

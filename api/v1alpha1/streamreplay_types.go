@@ -282,6 +282,14 @@ type StreamReplayStatus struct {
 	// +optional
 	Parked int64 `json:"parked"`
 
+	// FailedAgain is how many of the redrive's copies came back to the
+	// pipeline's dead-letter topic (failed again through all their retries),
+	// counted by their sluice-redriven-by header; kept current while the
+	// redrive runs its course: from Complete until every copy had time to go
+	// through the retry topics (the retry backoffs plus 5 minutes).
+	// +optional
+	FailedAgain *int64 `json:"failedAgain,omitempty"`
+
 	// StartTime is when the snapshot was taken.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
@@ -330,6 +338,7 @@ type ReplaySnapshotPartition struct {
 // +kubebuilder:printcolumn:name="Done",type=integer,JSONPath=`.status.done`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Parked",type=integer,JSONPath=`.status.parked`,priority=1
+// +kubebuilder:printcolumn:name="Failed-Again",type=integer,JSONPath=`.status.failedAgain`,priority=1
 // +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.status.target`,priority=1
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message`,priority=1
 type StreamReplay struct {

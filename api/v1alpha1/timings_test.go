@@ -74,3 +74,27 @@ func TestUnsetBackoffAndWarmupFitTheSetOnes(t *testing.T) {
 		}
 	}
 }
+
+func TestRetryChainDelayIsTheSumOfTheBackoffs(t *testing.T) {
+	s := time.Second
+	for _, tc := range []struct {
+		name string
+		edit func(*sluicev1.StreamPipelineSpec)
+		want time.Duration
+	}{
+		{"defaults: 1s, 4s, 16s", func(*sluicev1.StreamPipelineSpec) {}, 21 * s},
+		{"capped by max", func(sp *sluicev1.StreamPipelineSpec) { sp.Delivery.Retry.Backoff.Max = dur(10 * s) }, 15 * s},
+		{"five attempts, multiplier 2", func(sp *sluicev1.StreamPipelineSpec) {
+			sp.Delivery.Retry.Attempts, sp.Delivery.Retry.Backoff.Multiplier = new(int32(5)), new(int32(2))
+		}, 31 * s},
+		{"no retries", func(sp *sluicev1.StreamPipelineSpec) { sp.Delivery.Retry.Attempts = new(int32(0)) }, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := &sluicev1.StreamPipeline{}
+			tc.edit(&sp.Spec)
+			if got := sp.RetryChainDelay(); got != tc.want {
+				t.Errorf("RetryChainDelay = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}

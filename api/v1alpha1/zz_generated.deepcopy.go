@@ -1140,6 +1140,11 @@ func (in *StreamReplayStatus) DeepCopyInto(out *StreamReplayStatus) {
 			(*out)[key] = val
 		}
 	}
+	if in.FailedAgain != nil {
+		in, out := &in.FailedAgain, &out.FailedAgain
+		*out = new(int64)
+		**out = **in
+	}
 	if in.StartTime != nil {
 		in, out := &in.StartTime, &out.StartTime
 		*out = (*in).DeepCopy()

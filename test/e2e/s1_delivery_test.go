@@ -217,6 +217,13 @@ func (s *suite) redrivePoisonPills(t *testing.T, rep *report, sp *sluicev1.Strea
 		return back == len(poison), fmt.Sprintf("%d of %d back with sluice-redrive-count 1", back, len(poison))
 	})
 	rep.mark("redriven pills back in the DLQ")
+	eventually(t, 2*time.Minute, "the redrive counting its pills back in the DLQ (status.failedAgain)", func() (bool, string) {
+		got := &sluicev1.StreamReplay{}
+		if err := s.k.c.Get(ctx, client.ObjectKeyFromObject(redrive), got); err != nil {
+			return false, err.Error()
+		}
+		return got.Status.FailedAgain != nil && *got.Status.FailedAgain == int64(len(poison)), fmt.Sprintf("%v of %d", got.Status.FailedAgain, len(poison))
+	})
 	effects := s.recv.report(sp.Namespace, sp.Name).effects
 	for _, id := range poison {
 		if effects[id] > 0 {
