@@ -381,8 +381,17 @@ func (r *StreamReplayReconciler) progress(ctx context.Context, key types.Namespa
 		return
 	}
 	if complete {
+		// The reconcile the completed event wakes reads the cache: wait until
+		// the cache has Complete, or it would take the replay for running
+		// and look again only after replayWaitInterval.
 		sr := &sluicev1.StreamReplay{}
-		if r.Get(ctx, key, sr) == nil {
+		for range 100 {
+			if r.Get(ctx, key, sr) == nil && sr.Status.Phase == sluicev1.ReplayPhaseComplete {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if sr.Status.Phase == sluicev1.ReplayPhaseComplete {
 			r.event(sr, corev1.EventTypeNormal, ReasonReplayComplete, "%s", message)
 			select { // start counting what fails again; else the next look does
 			case r.completed <- event.TypedGenericEvent[*sluicev1.StreamReplay]{Object: sr}:
