@@ -333,7 +333,7 @@ func (r *StreamReplayReconciler) redrive(ctx context.Context, key types.Namespac
 		d := &replay.Redrive{Conn: conn, Group: plan.group, TransactionalID: plan.transactionalID,
 			Parts: snapshotParts(sr.Status.Snapshot), Select: plan.sel, Target: plan.target, Kind: plan.kind,
 			By: key.Namespace + "/" + key.Name, RateLimit: int(rateLimit),
-			Progress: func(p replay.Progress) { r.progress(ctx, key, p, false) }}
+			Progress: func(p replay.Progress) { r.progress(ctx, key, p, nil) }}
 		total, err := d.Run(ctx)
 		if ctx.Err() != nil {
 			return // stopped: deleted, or the operator lost the lease
@@ -348,14 +348,19 @@ func (r *StreamReplayReconciler) redrive(ctx context.Context, key types.Namespac
 			}
 			continue
 		}
-		r.progress(ctx, key, total, true)
+		end := &replayEnd{}
+		if sr.Spec.Truncate {
+			end = r.truncateRedriven(ctx, sr, plan, conn)
+		}
+		r.progress(ctx, key, total, end)
 		return
 	}
 }
 
 // progress writes done/parked (at most every replayProgressInterval) and, at
-// the end, Complete.
-func (r *StreamReplayReconciler) progress(ctx context.Context, key types.NamespacedName, p replay.Progress, complete bool) {
+// the end (end not nil), Complete.
+func (r *StreamReplayReconciler) progress(ctx context.Context, key types.NamespacedName, p replay.Progress, end *replayEnd) {
+	complete := end != nil
 	r.mu.Lock()
 	if !complete && time.Since(r.lastProgress[key]) < replayProgressInterval {
 		r.mu.Unlock()
@@ -371,7 +376,7 @@ func (r *StreamReplayReconciler) progress(ctx context.Context, key types.Namespa
 			now := metav1.Now()
 			st.Phase = sluicev1.ReplayPhaseComplete
 			st.CompletionTime = &now
-			st.Message = fmt.Sprintf("copied %d records to %s, parked %d", p.Done, st.Target, p.Parked)
+			st.Message = fmt.Sprintf("copied %d records to %s, parked %d", p.Done, st.Target, p.Parked) + end.record(sr)
 			setReplayConditions(sr, ReasonReplayComplete, st.Message, true)
 			message = st.Message
 		}
@@ -393,6 +398,9 @@ func (r *StreamReplayReconciler) progress(ctx context.Context, key types.Namespa
 		}
 		if sr.Status.Phase == sluicev1.ReplayPhaseComplete {
 			r.event(sr, corev1.EventTypeNormal, ReasonReplayComplete, "%s", message)
+			if end.truncateErr != nil {
+				r.event(sr, corev1.EventTypeWarning, ReasonTruncateFailed, "could not delete the redriven dead letters (spec.truncate): %v", end.truncateErr)
+			}
 			select { // start counting what fails again; else the next look does
 			case r.completed <- event.TypedGenericEvent[*sluicev1.StreamReplay]{Object: sr}:
 			default:

@@ -171,6 +171,42 @@ func TestStreamReplayRedrivesTheDeadLettersOfOneClass(t *testing.T) {
 		WithTimeout(timeout).WithPolling(poll).Should(HaveValue(Equal(int64(3))))
 }
 
+// TestStreamReplayThatTruncatesDeletesWhatItCopied: the pills are all of
+// partition 0 (every third record); a redrive of them with truncate deletes
+// partition 0 up to its end and leaves partitions 1 and 2, whose first
+// records it did not take, whole.
+func TestStreamReplayThatTruncatesDeletesWhatItCopied(t *testing.T) {
+	g := NewWithT(t)
+	k, sp := replayFixture(t, 300)
+	sr := newReplay(sp, "fix-and-clean", func(sr *sluicev1.StreamReplay) {
+		sr.Spec.Select.ErrorClasses = []sluicev1.ReplayErrorClass{"poison"}
+		sr.Spec.Truncate = true
+	})
+	g.Expect(k8s.Create(context.Background(), sr)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		got := getReplay(g, sp.Namespace, sr.Name)
+		g.Expect(got.Status.Phase).To(Equal(sluicev1.ReplayPhaseComplete), got.Status.Message)
+		g.Expect(got.Status.Done).To(Equal(int64(100)))
+		g.Expect(got.Status.Truncated).To(HaveValue(Equal(int64(100))))
+		g.Expect(got.Status.Message).To(ContainSubstring("deleted 100 offsets of the dead-letter topic"))
+		for _, p := range got.Status.Snapshot {
+			want := int64(0)
+			if p.Partition == 0 {
+				want = 100
+			}
+			g.Expect(p.TruncatedTo).To(HaveValue(Equal(want)), "partition %d", p.Partition)
+		}
+	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
+	starts, err := k.adm.ListStartOffsets(context.Background(), sp.DeadLetterTopic())
+	g.Expect(err).NotTo(HaveOccurred())
+	for p, want := range map[int32]int64{0: 100, 1: 0, 2: 0} {
+		s, _ := starts.Lookup(sp.DeadLetterTopic(), p)
+		g.Expect(s.Offset).To(Equal(want), "partition %d's start", p)
+	}
+	keys, _ := keysOf(t, k, sp.RetryTopics()[0])
+	g.Expect(keys).To(HaveLen(100), "every deleted pill was copied first")
+}
+
 func TestStreamReplayDryRunCountsAndCopiesNothing(t *testing.T) {
 	g := NewWithT(t)
 	k, sp := replayFixture(t, 300)

@@ -47,6 +47,14 @@ func TestStreamReplayAdmission(t *testing.T) {
 		}},
 		{"no pipeline", "spec.pipeline", func(s *sluicev1.StreamReplaySpec) { s.Pipeline = "" }},
 		{"a mode not offered", "spec.mode", func(s *sluicev1.StreamReplaySpec) { s.Mode = "Reprocess" }},
+		{"a redrive that truncates", "", func(s *sluicev1.StreamReplaySpec) { s.Truncate = true }},
+		{"a dry run that truncates", "spec.truncate", func(s *sluicev1.StreamReplaySpec) { s.Truncate, s.DryRun = true, true }},
+		{"truncating the source", "spec.truncate", func(s *sluicev1.StreamReplaySpec) {
+			s.Truncate, s.From, s.Target = true, sluicev1.ReplayFromSource, sluicev1.ReplayTargetRetryTopic
+		}},
+		{"truncating the retry topics", "spec.truncate", func(s *sluicev1.StreamReplaySpec) {
+			s.Truncate, s.From, s.Target = true, sluicev1.ReplayFromRetryTopics, sluicev1.ReplayTargetSource
+		}},
 		{"a rewind to a time", "", func(s *sluicev1.StreamReplaySpec) { rewind(s); s.Select.Since = &t0 }},
 		{"a rewind to offsets", "", func(s *sluicev1.StreamReplaySpec) {
 			rewind(s)

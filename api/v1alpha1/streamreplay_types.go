@@ -65,6 +65,7 @@ const (
 // +kubebuilder:validation:XValidation:rule="self.mode != 'Rewind' || has(self.select.since) || has(self.select.partitions) && self.select.partitions.all(p, has(p.from))",message="mode Rewind needs the position to go back to: select.since (a time), or select.partitions with from (an offset) on each",fieldPath=".select"
 // +kubebuilder:validation:XValidation:rule="self.mode != 'Rewind' || !has(self.select.until) && !has(self.select.limit) && (!has(self.select.partitions) || self.select.partitions.all(p, !has(p.to)))",message="a rewind sets where the pipeline resumes and it reads on from there: select.until, select.limit and select.partitions[].to don't apply to mode Rewind",fieldPath=".select"
 // +kubebuilder:validation:XValidation:rule="self.mode != 'Rewind' || !has(self.rateLimit) && !has(self.maxRedrives)",message="rateLimit and maxRedrives apply to copies, and mode Rewind copies nothing (the pipeline's own rateLimit paces what it reads again)",fieldPath=".mode"
+// +kubebuilder:validation:XValidation:rule="!has(self.truncate) || !self.truncate || self.from == 'DeadLetters' && self.mode == 'Redrive' && !(has(self.dryRun) && self.dryRun)",message="truncate deletes redriven dead letters: it needs from DeadLetters, mode Redrive and no dryRun",fieldPath=".truncate"
 // +kubebuilder:validation:XValidation:rule="oldSelf == self",message="a StreamReplay's spec can't be changed once created (it describes one run): create another StreamReplay"
 type StreamReplaySpec struct {
 	// Pipeline is the name of the StreamPipeline, in this namespace, whose
@@ -112,6 +113,15 @@ type StreamReplaySpec struct {
 	// +kubebuilder:validation:Maximum=1000000
 	// +optional
 	RateLimit *int32 `json:"rateLimit,omitempty"`
+
+	// Truncate, after the redrive is complete (every copy committed), deletes
+	// the redriven dead letters from the dead-letter topic (Kafka
+	// DeleteRecords): on each partition, from its start up to the first record
+	// the selection did not take, so nothing that was not copied (or parked)
+	// is ever deleted. With a selection that skips the partition's first
+	// record, that partition is left whole. Only from DeadLetters.
+	// +optional
+	Truncate bool `json:"truncate,omitempty"`
 
 	// MaxRedrives is how many times a record may be redriven: a selected
 	// record that was sent back this many times already (the
@@ -290,6 +300,12 @@ type StreamReplayStatus struct {
 	// +optional
 	FailedAgain *int64 `json:"failedAgain,omitempty"`
 
+	// Truncated is how many offsets of the dead-letter topic the redrive
+	// deleted after completing (spec.truncate); each partition's new start is
+	// in snapshot[].truncatedTo.
+	// +optional
+	Truncated *int64 `json:"truncated,omitempty"`
+
 	// StartTime is when the snapshot was taken.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
@@ -322,6 +338,10 @@ type ReplaySnapshotPartition struct {
 	// before it is left where it was: a rewind never skips records.
 	// +optional
 	Committed *int64 `json:"committed,omitempty"`
+	// TruncatedTo is, with spec.truncate, the partition's start after the
+	// redrive deleted what it copied.
+	// +optional
+	TruncatedTo *int64 `json:"truncatedTo,omitempty"`
 }
 
 // StreamReplay sends records of a StreamPipeline's dead-letter, retry or
