@@ -47,8 +47,11 @@ func TruncationPoints(ctx context.Context, conn []kgo.Opt, adm *kadm.Client, par
 	var index []int
 	for i, p := range parts {
 		s, ok := starts.Lookup(p.Topic, p.Partition)
-		if !ok || s.Err != nil {
-			return nil, fmt.Errorf("start offset of %s/%d: %v", p.Topic, p.Partition, s.Err)
+		if !ok {
+			return nil, fmt.Errorf("start offset of %s/%d: not listed", p.Topic, p.Partition)
+		}
+		if s.Err != nil {
+			return nil, fmt.Errorf("start offset of %s/%d: %w", p.Topic, p.Partition, s.Err)
 		}
 		points[i] = TruncationPoint{Topic: p.Topic, Partition: p.Partition, From: s.Offset, To: s.Offset}
 		if p.Start > s.Offset || s.Offset >= p.End {
