@@ -413,6 +413,13 @@ func (w *Worker) groupOpts(topics []string) ([]kgo.Opt, error) {
 			w.metrics.rebalances.WithLabelValues("assigned").Inc()
 		}),
 	)
+	if cfg.Consumer.GroupProtocol == workerconfig.GroupProtocolConsumer {
+		// KIP-848: the broker assigns ("uniform", the server-side sticky
+		// assignor, for the sticky balancer); the session timeout and
+		// heartbeat interval are the group's configs. A broker without
+		// KIP-848 gets the classic protocol with the (eager) sticky balancer.
+		opts = append(opts, kgo.Balancers(kgo.StickyBalancer()), kgo.ServerSideBalancer())
+	}
 	if cfg.Consumer.StaticMembership {
 		id, err := staticInstanceID()
 		if err != nil {

@@ -92,6 +92,19 @@ func (sp *StreamPipeline) Static() bool {
 	return sp.Spec.Consumer.Membership == MembershipStatic && !sp.Share()
 }
 
+// GroupProtocolOf is the effective spec.consumer.groupProtocol.
+func (sp *StreamPipeline) GroupProtocolOf() GroupProtocol {
+	if sp.Spec.Consumer.GroupProtocol == "" {
+		return GroupProtocolClassic
+	}
+	return sp.Spec.Consumer.GroupProtocol
+}
+
+// NextGenGroup says whether the workers run a KIP-848 consumer group.
+func (sp *StreamPipeline) NextGenGroup() bool {
+	return !sp.Share() && sp.GroupProtocolOf() == GroupProtocolConsumer
+}
+
 // Share says whether the workers consume as a Kafka share group.
 func (sp *StreamPipeline) Share() bool { return sp.GroupTypeOf() == GroupTypeShare }
 

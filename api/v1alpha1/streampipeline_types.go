@@ -32,6 +32,8 @@ import (
 // +kubebuilder:validation:XValidation:rule="!has(self.consumer.maxPollRecords) || !has(self.processing.ordering) || self.processing.ordering == 'Partition' || self.consumer.maxPollRecords >= (has(self.processing.maxInFlight) ? self.processing.maxInFlight : 64)",message="consumer.maxPollRecords must be at least processing.maxInFlight (default 64 with ordering Key or Unordered): one poll is all a worker has in flight. Raise it, or leave it unset for the default of 4 × maxInFlight (at least 100)",fieldPath=".consumer.maxPollRecords"
 // +kubebuilder:validation:XValidation:rule="!has(self.source.groupType) || self.source.groupType != 'Share' || !has(self.delivery.semantics) || self.delivery.semantics != 'ExactlyOnce'",message="source.groupType Share can't be combined with delivery.semantics ExactlyOnce: a share group acknowledges records one by one and has no transactions. Use AtLeastOnce with an idempotent sink (postgres ignores duplicate keys; http sends an Idempotency-Key header)",fieldPath=".source.groupType"
 // +kubebuilder:validation:XValidation:rule="!has(self.source.groupType) || self.source.groupType != 'Share' || (has(self.processing.ordering) && self.processing.ordering == 'Unordered')",message="source.groupType Share hands the records of one partition to many workers at once, so neither partition nor key order can hold: set processing.ordering Unordered",fieldPath=".processing.ordering"
+// +kubebuilder:validation:XValidation:rule="!has(self.consumer.groupProtocol) || self.consumer.groupProtocol != 'Consumer' || !has(self.consumer.membership) || self.consumer.membership != 'Static'",message="consumer.groupProtocol Consumer can't be combined with consumer.membership Static: with KIP-848 Kafka holds a stopped static member's instance ID until its session timeout, so a restarted pod is refused (UNRELEASED_INSTANCE_ID) for up to that long instead of rejoining at once. Use the Classic protocol with Static, or Consumer with Dynamic",fieldPath=".consumer.groupProtocol"
+// +kubebuilder:validation:XValidation:rule="!has(self.consumer.groupProtocol) || self.consumer.groupProtocol != 'Consumer' || !has(self.source.groupType) || self.source.groupType != 'Share'",message="consumer.groupProtocol is the protocol of consumer groups; a share group (source.groupType Share) has its own: leave groupProtocol unset",fieldPath=".consumer.groupProtocol"
 // +kubebuilder:validation:XValidation:rule="!has(self.consumer.membership) || self.consumer.membership != 'Static' || !has(self.source.groupType) || self.source.groupType != 'Share'",message="consumer.membership Static is for consumer groups (a group.instance.id keeps a member's partitions across its restart); a share group has no partition assignment to keep: leave membership Dynamic",fieldPath=".consumer.membership"
 // +kubebuilder:validation:XValidation:rule="!has(self.scaling.minReplicas) || !has(self.scaling.maxReplicas) || self.scaling.minReplicas <= self.scaling.maxReplicas",message="scaling.minReplicas must be less than or equal to scaling.maxReplicas",fieldPath=".scaling.minReplicas"
 type StreamPipelineSpec struct {
@@ -207,6 +209,19 @@ type StartFrom string
 const (
 	StartFromEarliest StartFrom = "Earliest"
 	StartFromLatest   StartFrom = "Latest"
+)
+
+// GroupProtocol is the consumer group protocol the workers speak.
+type GroupProtocol string
+
+// Group protocols.
+const (
+	// GroupProtocolClassic: the workers' own balancer assigns partitions
+	// (JoinGroup/SyncGroup).
+	GroupProtocolClassic GroupProtocol = "Classic"
+	// GroupProtocolConsumer: the broker assigns partitions (KIP-848,
+	// ConsumerGroupHeartbeat).
+	GroupProtocolConsumer GroupProtocol = "Consumer"
 )
 
 // Membership is how the workers are members of their consumer group.
@@ -661,6 +676,22 @@ type ConsumerSpec struct {
 	// +kubebuilder:validation:Enum=Dynamic;Static
 	// +optional
 	Membership Membership `json:"membership,omitempty"`
+
+	// GroupProtocol is Classic (the default: the workers balance partitions
+	// among themselves, cooperative-sticky, with a join/sync round per
+	// change) or Consumer (KIP-848, Kafka 4.0+: the broker's coordinator
+	// assigns partitions incrementally from heartbeats; a new worker gets
+	// partitions in about one heartbeat, and the others keep consuming
+	// meanwhile). With Consumer the session timeout and heartbeat interval are
+	// the group's, not the member's: the operator sets
+	// consumer.session.timeout.ms and consumer.heartbeat.interval.ms on the
+	// group from sessionTimeout and heartbeatInterval. Not with membership
+	// Static (Kafka holds a stopped static member's instance ID for its
+	// session timeout, so a restarted pod can't rejoin until then) nor with
+	// source.groupType Share.
+	// +kubebuilder:validation:Enum=Classic;Consumer
+	// +optional
+	GroupProtocol GroupProtocol `json:"groupProtocol,omitempty"`
 
 	// MaxPollRecords is the most records one poll hands to the worker. With
 	// processing.ordering Key or Unordered it must be at least

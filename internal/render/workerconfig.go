@@ -87,6 +87,7 @@ func WorkerConfig(sp *sluicev1.StreamPipeline) workerconfig.Config {
 			FetchMaxBytes:          sluicev1.Int32Or(s.Consumer.FetchMaxBytes, sluicev1.DefaultFetchMaxBytes),
 			MaxPartitionFetchBytes: sluicev1.Int32Or(s.Consumer.MaxPartitionFetchBytes, sluicev1.DefaultMaxPartitionFetchBytes),
 			StaticMembership:       sp.Static(),
+			GroupProtocol:          groupProtocol(sp),
 		},
 		CircuitBreaker: workerconfig.CircuitBreaker{
 			FailureThreshold: sluicev1.Int32Or(s.CircuitBreaker.FailureThreshold, sluicev1.DefaultFailureThreshold),
@@ -255,4 +256,12 @@ func httpSink(h *sluicev1.HTTPSink, mounts []SecretMount) *workerconfig.HTTPSink
 		}
 	}
 	return out
+}
+
+// groupProtocol is the worker's consumer.groupProtocol: set for KIP-848.
+func groupProtocol(sp *sluicev1.StreamPipeline) string {
+	if sp.NextGenGroup() {
+		return workerconfig.GroupProtocolConsumer
+	}
+	return ""
 }

@@ -253,7 +253,14 @@ type Consumer struct {
 	// group.instance.id is its pod name (POD_NAME), and it does not leave
 	// the group when it stops.
 	StaticMembership bool `json:"staticMembership,omitempty"`
+	// GroupProtocol is GroupProtocolConsumer for a KIP-848 group (the broker
+	// assigns partitions; its session timeout and heartbeat interval are the
+	// group's configs, which the operator sets); empty for the classic one.
+	GroupProtocol string `json:"groupProtocol,omitempty"`
 }
+
+// GroupProtocolConsumer is Consumer.GroupProtocol for a KIP-848 group.
+const GroupProtocolConsumer = "Consumer"
 
 // CircuitBreaker guards the sink.
 type CircuitBreaker struct {

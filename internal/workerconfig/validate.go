@@ -239,6 +239,15 @@ func validateConsumer(c Consumer, path *field.Path) field.ErrorList {
 	if c.SessionTimeout.Duration >= c.MaxPollInterval.Duration {
 		errs = append(errs, field.Invalid(path.Child("sessionTimeout"), c.SessionTimeout.String(), "must be less than maxPollInterval"))
 	}
+	switch c.GroupProtocol {
+	case "":
+	case GroupProtocolConsumer:
+		if c.StaticMembership {
+			errs = append(errs, field.Forbidden(path.Child("groupProtocol"), "static membership with the KIP-848 protocol: Kafka refuses a restarted static member until its session times out"))
+		}
+	default:
+		errs = append(errs, field.NotSupported(path.Child("groupProtocol"), c.GroupProtocol, []string{"", GroupProtocolConsumer}))
+	}
 	return errs
 }
 
@@ -368,6 +377,9 @@ func validateShareCombination(c *Config) field.ErrorList {
 	}
 	if c.Consumer.StaticMembership {
 		errs = append(errs, field.Forbidden(field.NewPath("consumer", "staticMembership"), "static membership is a consumer group's (KIP-345): a share group has no assignment to keep"))
+	}
+	if c.Consumer.GroupProtocol != "" {
+		errs = append(errs, field.Forbidden(field.NewPath("consumer", "groupProtocol"), "a share group has its own protocol"))
 	}
 	return errs
 }
