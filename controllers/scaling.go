@@ -27,6 +27,7 @@ func (r *StreamPipelineReconciler) reconcileObservation(_ context.Context, s *sc
 		Topic:           sp.Spec.Source.Topic,
 		DeadLetterTopic: sp.DeadLetterTopic(),
 		Share:           sp.Share(),
+		NextGen:         sp.NextGenGroup(),
 		Interval:        sluicev1.DurationOr(sp.Spec.Scaling.PollInterval, sluicev1.DefaultPollInterval),
 	})
 

@@ -127,6 +127,7 @@ func (r *StreamPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		r.reconcileSecrets,
 		r.reconcileTopics,
 		r.reconcileShareGroup,
+		r.reconcileNextGenGroup,
 		r.reconcileStartingOffsets,
 		r.reconcileRewindHold,
 		r.reconcileObservation,

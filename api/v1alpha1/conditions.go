@@ -27,6 +27,10 @@ const (
 	// the pipeline's share group has the configs Sluice sets (groupType Share
 	// only; a consumer pipeline does not have it).
 	ConditionShareGroupReady = "ShareGroupReady"
+	// ConditionConsumerGroupReady is True when the cluster runs KIP-848
+	// consumer groups and the pipeline's group has the session timeout and
+	// heartbeat interval the spec sets (consumer.groupProtocol Consumer only).
+	ConditionConsumerGroupReady = "ConsumerGroupReady"
 )
 
 // Condition reasons, in CamelCase as the Kubernetes API conventions ask.
@@ -69,6 +73,11 @@ const (
 	ReasonShareGroupsUnsupported  = "ShareGroupsUnsupported"
 	ReasonInvalidShareGroupConfig = "InvalidShareGroupConfig"
 	ReasonShareGroupConfigFailed  = "ShareGroupConfigFailed"
+	// KIP-848 consumer groups (consumer.groupProtocol Consumer).
+	ReasonConsumerGroupConfigured    = "ConsumerGroupConfigured"
+	ReasonConsumerGroupsUnsupported  = "ConsumerGroupsUnsupported"
+	ReasonInvalidConsumerGroupConfig = "InvalidConsumerGroupConfig"
+	ReasonConsumerGroupConfigFailed  = "ConsumerGroupConfigFailed"
 	// ReasonStaticMembersNotRemoved: the group kept static members whose
 	// pods are gone, and removing them failed.
 	ReasonStaticMembersNotRemoved = "StaticMembersNotRemoved"

@@ -17,6 +17,9 @@ type Watch struct {
 	// Share is true for a share group (KIP-932): its lag comes from
 	// DescribeShareGroupOffsets, its members from DescribeShareGroups.
 	Share bool
+	// NextGen is true for a KIP-848 consumer group: its members come from
+	// ConsumerGroupDescribe (DescribeGroups does not describe it).
+	NextGen bool
 	// Interval is how often the pipeline wants a sample; the cluster polls at the
 	// shortest interval any of its watches asks for, batching every watch into
 	// the same requests.

@@ -70,19 +70,24 @@ func (c *Cluster) sample(ctx context.Context, watches map[string]Watch, interval
 	now := time.Now()
 	out := make(map[string]Observation, len(watches))
 
-	topicSet, groupSet, shareSet := map[string]struct{}{}, map[string]struct{}{}, map[string]struct{}{}
+	topicSet, groupSet, shareSet, nextGenSet := map[string]struct{}{}, map[string]struct{}{}, map[string]struct{}{}, map[string]struct{}{}
 	for _, w := range watches {
 		topicSet[w.Topic] = struct{}{}
 		topicSet[w.DeadLetterTopic] = struct{}{}
-		if w.Share {
+		switch {
+		case w.Share:
 			shareSet[w.Group] = struct{}{}
-		} else {
+		case w.NextGen:
+			nextGenSet[w.Group] = struct{}{}
+			groupSet[w.Group] = struct{}{} // its commits
+		default:
 			groupSet[w.Group] = struct{}{}
 		}
 	}
 	topics := slices.Sorted(maps.Keys(topicSet))
 	groups := slices.Sorted(maps.Keys(groupSet))
 	shareGroups := slices.Sorted(maps.Keys(shareSet))
+	nextGenGroups := slices.Sorted(maps.Keys(nextGenSet))
 
 	ends, err := c.admin.ListEndOffsets(ctx, topics...)
 	var starts kadm.ListedOffsets
@@ -106,6 +111,11 @@ func (c *Cluster) sample(ctx context.Context, watches map[string]Watch, interval
 	if len(shareGroups) > 0 {
 		shared = c.sampleShareGroups(ctx, shareGroups)
 	}
+	var nextGen kadm.DescribedConsumerGroups
+	var nextGenErr error
+	if len(nextGenGroups) > 0 {
+		nextGen, nextGenErr = c.admin.DescribeConsumerGroups(ctx, nextGenGroups...)
+	}
 
 	for u, w := range watches {
 		o := Observation{At: now}
@@ -126,6 +136,10 @@ func (c *Cluster) sample(ctx context.Context, watches map[string]Watch, interval
 		case w.Share:
 			if g, ok := shared.members[w.Group]; ok && g.Err == nil {
 				o.Members, o.GroupState = len(g.Members), g.GroupState
+			}
+		case w.NextGen:
+			if g, ok := nextGen[w.Group]; ok && g.Err == nil && nextGenErr == nil {
+				o.Members, o.GroupState = len(g.Members), g.State
 			}
 		case describeErr == nil:
 			if g, ok := described[w.Group]; ok && g.Err == nil {

@@ -389,6 +389,18 @@ func TestSampleMissingSourceTopic(t *testing.T) {
 }
 
 func TestSampleCountsGroupMembers(t *testing.T) {
+	for _, nextGen := range []bool{false, true} {
+		name := "classic"
+		if nextGen {
+			name = "KIP-848"
+		}
+		t.Run(name, func(t *testing.T) { testSampleCountsGroupMembers(t, nextGen) })
+	}
+}
+
+// testSampleCountsGroupMembers: one member, classic or KIP-848; a KIP-848
+// group is seen only through ConsumerGroupDescribe.
+func testSampleCountsGroupMembers(t *testing.T, nextGen bool) {
 	c, _, _ := testCluster(t)
 	topic, dlq, group := names(t)
 	createTopic(t, c, topic, 2)
@@ -396,8 +408,12 @@ func TestSampleCountsGroupMembers(t *testing.T) {
 	var joined sync.WaitGroup
 	joined.Add(1)
 	var once sync.Once
-	consumer := manualClient(t, c, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
-		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { once.Do(joined.Done) }))
+	opts := []kgo.Opt{kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { once.Do(joined.Done) })}
+	if nextGen {
+		opts = append(opts, kgo.Balancers(kgo.StickyBalancer()), kgo.ServerSideBalancer())
+	}
+	consumer := manualClient(t, c, opts...)
 	go func() {
 		for {
 			if fs := consumer.PollFetches(context.Background()); fs.IsClientClosed() {
@@ -406,7 +422,7 @@ func TestSampleCountsGroupMembers(t *testing.T) {
 		}
 	}()
 	joined.Wait()
-	observeUntil(t, c, Watch{Group: group, Topic: topic, DeadLetterTopic: dlq}, func(o Observation) error {
+	observeUntil(t, c, Watch{Group: group, Topic: topic, DeadLetterTopic: dlq, NextGen: nextGen}, func(o Observation) error {
 		if o.Members != 1 || o.GroupState != "Stable" {
 			return fmt.Errorf("members = %d, state %q; want 1, Stable", o.Members, o.GroupState)
 		}

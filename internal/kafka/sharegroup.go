@@ -84,7 +84,13 @@ func shareSupport(resp *kmsg.ApiVersionsResponse) error {
 // configs. A group that does not exist yet takes its configs all the same; its
 // members find them when they join.
 func EnsureShareGroup(ctx context.Context, cl *kgo.Client, group string, s ShareGroupSettings) ([]string, error) {
-	want := s.Configs()
+	return EnsureGroupConfigs(ctx, cl, group, s.Configs())
+}
+
+// EnsureGroupConfigs sets group's configs (IncrementalAlterConfigs on the
+// GROUP resource) to want where they differ and returns the names it changed,
+// sorted. A group that does not exist yet takes them all the same.
+func EnsureGroupConfigs(ctx context.Context, cl *kgo.Client, group string, want map[string]string) ([]string, error) {
 	have, err := groupConfigs(ctx, cl, group)
 	if err != nil {
 		return nil, err
@@ -110,11 +116,11 @@ func EnsureShareGroup(ctx context.Context, cl *kgo.Client, group string, s Share
 	req.Resources = append(req.Resources, res)
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
-		return nil, fmt.Errorf("set share group %q configs: %w", group, err)
+		return nil, fmt.Errorf("set group %q configs: %w", group, err)
 	}
 	for _, r := range resp.Resources {
 		if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
-			return nil, withDetail(fmt.Errorf("set share group %q configs %s: %w", group, strings.Join(changed, ", "), err), derefOr(r.ErrorMessage))
+			return nil, withDetail(fmt.Errorf("set group %q configs %s: %w", group, strings.Join(changed, ", "), err), derefOr(r.ErrorMessage))
 		}
 	}
 	return changed, nil
@@ -130,12 +136,12 @@ func groupConfigs(ctx context.Context, cl *kgo.Client, group string) (map[string
 	req.Resources = append(req.Resources, res)
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
-		return nil, fmt.Errorf("describe share group %q configs: %w", group, err)
+		return nil, fmt.Errorf("describe group %q configs: %w", group, err)
 	}
 	out := map[string]string{}
 	for _, r := range resp.Resources {
 		if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
-			return nil, withDetail(fmt.Errorf("describe share group %q configs: %w", group, err), derefOr(r.ErrorMessage))
+			return nil, withDetail(fmt.Errorf("describe group %q configs: %w", group, err), derefOr(r.ErrorMessage))
 		}
 		for _, c := range r.Configs {
 			if c.Source == kmsg.ConfigSourceGroupConfig && c.Value != nil {

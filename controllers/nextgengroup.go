@@ -1,0 +1,103 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/kafka"
+)
+
+// reconcileNextGenGroup, for a consumer.groupProtocol Consumer pipeline,
+// checks that the cluster runs KIP-848 consumer groups and sets the group's
+// session timeout and heartbeat interval from the spec where it sets them
+// (with KIP-848 they are the group's configs, not the member's; unset, the
+// broker's defaults apply), whenever the topics are provisioned, so a config
+// changed by hand is put back. A cluster without KIP-848 stalls the
+// pipeline: its workers would fall back to the classic protocol with the
+// eager sticky balancer, which is not what was asked for.
+func (r *StreamPipelineReconciler) reconcileNextGenGroup(ctx context.Context, s *scope) error {
+	sp := s.sp
+	if !sp.NextGenGroup() {
+		meta.RemoveStatusCondition(&sp.Status.Conditions, sluicev1.ConditionConsumerGroupReady)
+		return nil
+	}
+	if s.topics == nil && meta.IsStatusConditionTrue(sp.Status.Conditions, sluicev1.ConditionConsumerGroupReady) {
+		return nil // provisioning was current: so are the group's configs
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.KafkaTimeout)
+	defer cancel()
+	settings := nextGenGroupSettings(sp)
+	err := kafka.CheckNextGenGroups(ctx, s.cluster.Client())
+	var changed []string
+	if err == nil {
+		changed, err = kafka.EnsureGroupConfigs(ctx, s.cluster.Client(), sp.ConsumerGroup(), settings.Configs())
+	}
+	if err != nil {
+		err = classifyNextGenGroupError(sp, err)
+		var st *stalledError
+		var re *retryError
+		switch {
+		case errors.As(err, &st):
+			setCondition(sp, sluicev1.ConditionConsumerGroupReady, metav1.ConditionFalse, st.reason, st.message)
+		case errors.As(err, &re):
+			setCondition(sp, sluicev1.ConditionConsumerGroupReady, metav1.ConditionFalse, re.reason, re.Error())
+		}
+		return err
+	}
+	msg := fmt.Sprintf("KIP-848 consumer group %s: %s", sp.ConsumerGroup(), describeNextGenSettings(settings))
+	if len(changed) > 0 {
+		msg += " (set: " + strings.Join(changed, ", ") + ")"
+	}
+	setCondition(sp, sluicev1.ConditionConsumerGroupReady, metav1.ConditionTrue, sluicev1.ReasonConsumerGroupConfigured, msg)
+	return nil
+}
+
+// nextGenGroupSettings are the group configs the spec asks for: only what the
+// user set (Sluice's defaults for the classic protocol are below KIP-848's
+// default broker minimums, 45 s and 5 s).
+func nextGenGroupSettings(sp *sluicev1.StreamPipeline) kafka.NextGenGroupSettings {
+	var out kafka.NextGenGroupSettings
+	if d := sp.Spec.Consumer.SessionTimeout; d != nil {
+		out.SessionTimeout = d.Duration
+	}
+	if d := sp.Spec.Consumer.HeartbeatInterval; d != nil {
+		out.HeartbeatInterval = d.Duration
+	}
+	return out
+}
+
+func describeNextGenSettings(s kafka.NextGenGroupSettings) string {
+	describe := func(d fmt.Stringer, set bool) string {
+		if !set {
+			return "the broker's default"
+		}
+		return d.String()
+	}
+	return fmt.Sprintf("session timeout %s, heartbeat interval %s",
+		describe(s.SessionTimeout, s.SessionTimeout > 0), describe(s.HeartbeatInterval, s.HeartbeatInterval > 0))
+}
+
+// classifyNextGenGroupError says what the pipeline shows for a failure.
+func classifyNextGenGroupError(sp *sluicev1.StreamPipeline, err error) error {
+	switch {
+	case errors.Is(err, kafka.ErrNextGenGroupsUnsupported):
+		return stalled(sluicev1.ReasonConsumerGroupsUnsupported,
+			"spec.consumer.groupProtocol Consumer: %v; use groupProtocol Classic on this cluster", err)
+	case kafka.Classify(err) == kafka.ProblemAuth:
+		return stalled(sluicev1.ReasonKafkaAuthFailed,
+			"Kafka refused to describe or alter the configs of group %s (%v): grant the operator DescribeConfigs and AlterConfigs on it", sp.ConsumerGroup(), err)
+	case kafka.Classify(err) == kafka.ProblemInvalidConfig:
+		return stalled(sluicev1.ReasonInvalidConsumerGroupConfig,
+			"the cluster refused the group configs (%v): with groupProtocol Consumer, consumer.sessionTimeout and heartbeatInterval must be within the broker's group.consumer.min/max.session.timeout.ms and heartbeat.interval.ms (Kafka's defaults: 45–60 s and 5–15 s); asked: %s",
+			err, describeNextGenSettings(nextGenGroupSettings(sp)))
+	case kafka.Classify(err) == kafka.ProblemUnreachable:
+		return retry(sluicev1.ReasonKafkaUnreachable, fmt.Errorf("kafka %s unreachable: %w", strings.Join(sp.Spec.Kafka.BootstrapServers, ","), err))
+	}
+	return retry(sluicev1.ReasonConsumerGroupConfigFailed, fmt.Errorf("configure consumer group %s: %w", sp.ConsumerGroup(), err))
+}
