@@ -45,8 +45,9 @@ func RewindMoves(parts []Partition, committed map[int32]int64) (moves []Move, ke
 }
 
 // GroupStopped reports whether group has no members, so no consumer commits
-// over the offsets a rewind sets. When it has members, the answer says who.
-// A group that does not exist has none.
+// over the offsets a rewind sets: neither classic members nor KIP-848 ones.
+// When it has members, the answer says who. A group that does not exist has
+// none.
 func GroupStopped(ctx context.Context, adm *kadm.Client, group string) (bool, string, error) {
 	described, err := adm.DescribeGroups(ctx, group)
 	if err != nil {
@@ -62,19 +63,38 @@ func GroupStopped(ctx context.Context, adm *kadm.Client, group string) (bool, st
 		}
 		return false, "", fmt.Errorf("describe group %s: %w", group, d.Err)
 	}
-	if len(d.Members) == 0 {
-		return true, "", nil
-	}
-	ids := make([]string, 0, len(d.Members))
-	for _, m := range d.Members {
-		id := m.MemberID
-		if m.InstanceID != nil {
-			id = *m.InstanceID
+	if len(d.Members) > 0 {
+		ids := make([]string, 0, len(d.Members))
+		for _, m := range d.Members {
+			ids = append(ids, memberName(m.MemberID, m.InstanceID))
 		}
-		ids = append(ids, id)
+		return false, membersOf(group, d.State, ids), nil
 	}
+	// A KIP-848 group's members are described only by ConsumerGroupDescribe.
+	next, err := adm.DescribeConsumerGroups(ctx, group)
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) && !errors.Is(err, kerr.UnsupportedVersion) {
+		return false, "", fmt.Errorf("describe consumer group %s: %w", group, err)
+	}
+	if g, ok := next[group]; ok && g.Err == nil && len(g.Members) > 0 {
+		ids := make([]string, 0, len(g.Members))
+		for _, m := range g.Members {
+			ids = append(ids, memberName(m.MemberID, m.InstanceID))
+		}
+		return false, membersOf(group, g.State, ids), nil
+	}
+	return true, "", nil
+}
+
+func memberName(id string, instance *string) string {
+	if instance != nil {
+		return *instance
+	}
+	return id
+}
+
+func membersOf(group, state string, ids []string) string {
 	slices.Sort(ids)
-	return false, fmt.Sprintf("group %s is %s with %d members (%s)", group, d.State, len(ids), strings.Join(ids, ", ")), nil
+	return fmt.Sprintf("group %s is %s with %d members (%s)", group, state, len(ids), strings.Join(ids, ", "))
 }
 
 // CommittedOffsets is group's position on each partition of topic that has

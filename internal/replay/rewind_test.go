@@ -108,3 +108,36 @@ func eventuallyStopped(t *testing.T, adm *kadm.Client, group string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestRewindWaitsForAKIP848Member: a member of a KIP-848 group, which
+// DescribeGroups does not describe, also keeps the group from being stopped.
+func TestRewindWaitsForAKIP848Member(t *testing.T) {
+	ctx := context.Background()
+	c := testkafka.New(t)
+	adm := c.Admin(t)
+	topic, group := testkafka.UniqueTopic(t, "rewind848"), testkafka.UniqueGroup(t, "rewind848")
+	c.CreateTopics(t, 2, 0, nil, topic)
+	assigned := make(chan struct{}, 1)
+	member := c.Client(t, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic), kgo.Balancers(kgo.StickyBalancer()), kgo.ServerSideBalancer(),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
+			select {
+			case assigned <- struct{}{}:
+			default:
+			}
+		}))
+	go func() {
+		for !member.PollFetches(ctx).IsClientClosed() {
+		}
+	}()
+	select {
+	case <-assigned:
+	case <-time.After(time.Minute):
+		t.Fatal("the KIP-848 member got no assignment within a minute")
+	}
+	stopped, who, err := GroupStopped(ctx, adm, group)
+	if err != nil || stopped || !strings.Contains(who, "with 1 members") {
+		t.Fatalf("with a KIP-848 member: stopped %v, %q, %v; want not stopped, naming it", stopped, who, err)
+	}
+	member.Close()
+	eventuallyStopped(t, adm, group)
+}
