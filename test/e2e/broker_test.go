@@ -93,6 +93,27 @@ func (b *broker) topics(t testing.TB) map[string]bool {
 // readAll reads a topic from its start to its current end.
 func (b *broker) readAll(t testing.TB, topic string) []*kgo.Record {
 	t.Helper()
+	return b.read(t, topic)
+}
+
+// readCommitted reads a topic from its start to its current end as a
+// read_committed consumer: records of aborted transactions are not there.
+func (b *broker) readCommitted(t testing.TB, topic string) []*kgo.Record {
+	t.Helper()
+	var out []*kgo.Record
+	for _, r := range b.read(t, topic, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords()) {
+		if !r.Attrs.IsControl() {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// read reads a topic from its start to its current end with extra client
+// options; the last offset of each partition must be a record it returns
+// (with read_committed, a transaction marker: keep control records).
+func (b *broker) read(t testing.TB, topic string, opts ...kgo.Opt) []*kgo.Record {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ends, err := b.adm.ListEndOffsets(ctx, topic)
@@ -110,8 +131,8 @@ func (b *broker) readAll(t testing.TB, topic string) []*kgo.Record {
 	if total == 0 {
 		return nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.bootstrap), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.MetadataMinAge(100*time.Millisecond))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(b.bootstrap), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.MetadataMinAge(100 * time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
