@@ -53,17 +53,13 @@ func GroupStopped(ctx context.Context, adm *kadm.Client, group string) (bool, st
 	if err != nil {
 		return false, "", fmt.Errorf("describe group %s: %w", group, err)
 	}
+	// Kafka answers GROUP_ID_NOT_FOUND for a KIP-848 group too: not a
+	// classic one; its members are asked for below.
 	d, ok := described[group]
-	if !ok {
-		return true, "", nil
-	}
-	if d.Err != nil {
-		if errors.Is(d.Err, kerr.GroupIDNotFound) {
-			return true, "", nil
-		}
+	if ok && d.Err != nil && !errors.Is(d.Err, kerr.GroupIDNotFound) {
 		return false, "", fmt.Errorf("describe group %s: %w", group, d.Err)
 	}
-	if len(d.Members) > 0 {
+	if ok && d.Err == nil && len(d.Members) > 0 {
 		ids := make([]string, 0, len(d.Members))
 		for _, m := range d.Members {
 			ids = append(ids, memberName(m.MemberID, m.InstanceID))
