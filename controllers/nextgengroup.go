@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/kafka"
 )
@@ -23,39 +20,12 @@ import (
 // eager sticky balancer, which is not what was asked for.
 func (r *StreamPipelineReconciler) reconcileNextGenGroup(ctx context.Context, s *scope) error {
 	sp := s.sp
-	if !sp.NextGenGroup() {
-		meta.RemoveStatusCondition(&sp.Status.Conditions, sluicev1.ConditionConsumerGroupReady)
-		return nil
-	}
-	if s.topics == nil && meta.IsStatusConditionTrue(sp.Status.Conditions, sluicev1.ConditionConsumerGroupReady) {
-		return nil // provisioning was current: so are the group's configs
-	}
-	ctx, cancel := context.WithTimeout(ctx, r.KafkaTimeout)
-	defer cancel()
 	settings := nextGenGroupSettings(sp)
-	err := kafka.CheckNextGenGroups(ctx, s.cluster.Client())
-	var changed []string
-	if err == nil {
-		changed, err = kafka.EnsureGroupConfigs(ctx, s.cluster.Client(), sp.ConsumerGroup(), settings.Configs())
-	}
-	if err != nil {
-		err = classifyNextGenGroupError(sp, err)
-		var st *stalledError
-		var re *retryError
-		switch {
-		case errors.As(err, &st):
-			setCondition(sp, sluicev1.ConditionConsumerGroupReady, metav1.ConditionFalse, st.reason, st.message)
-		case errors.As(err, &re):
-			setCondition(sp, sluicev1.ConditionConsumerGroupReady, metav1.ConditionFalse, re.reason, re.Error())
-		}
-		return err
-	}
-	msg := fmt.Sprintf("KIP-848 consumer group %s: %s", sp.ConsumerGroup(), describeNextGenSettings(settings))
-	if len(changed) > 0 {
-		msg += " (set: " + strings.Join(changed, ", ") + ")"
-	}
-	setCondition(sp, sluicev1.ConditionConsumerGroupReady, metav1.ConditionTrue, sluicev1.ReasonConsumerGroupConfigured, msg)
-	return nil
+	return r.reconcileGroupConfigs(ctx, s, groupConfigs{
+		applies: sp.NextGenGroup(), condition: sluicev1.ConditionConsumerGroupReady, configured: sluicev1.ReasonConsumerGroupConfigured,
+		kind: "KIP-848 consumer group", check: kafka.CheckNextGenGroups, configs: settings.Configs(), describe: describeNextGenSettings(settings),
+		classify: func(err error) error { return classifyNextGenGroupError(sp, err) },
+	})
 }
 
 // nextGenGroupSettings are the group configs the spec asks for: only what the

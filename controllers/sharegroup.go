@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/kafka"
 )
@@ -23,38 +20,12 @@ import (
 // before the Deployment is touched.
 func (r *StreamPipelineReconciler) reconcileShareGroup(ctx context.Context, s *scope) error {
 	sp := s.sp
-	if !sp.Share() {
-		meta.RemoveStatusCondition(&sp.Status.Conditions, sluicev1.ConditionShareGroupReady)
-		return nil
-	}
-	if s.topics == nil && meta.IsStatusConditionTrue(sp.Status.Conditions, sluicev1.ConditionShareGroupReady) {
-		return nil // provisioning was current: so are the group's configs
-	}
-	ctx, cancel := context.WithTimeout(ctx, r.KafkaTimeout)
-	defer cancel()
-	err := kafka.CheckShareGroups(ctx, s.cluster.Client())
-	var changed []string
-	if err == nil {
-		changed, err = kafka.EnsureShareGroup(ctx, s.cluster.Client(), sp.ConsumerGroup(), shareGroupSettings(sp))
-	}
-	if err != nil {
-		err = classifyShareGroupError(sp, err)
-		var st *stalledError
-		var re *retryError
-		switch {
-		case errors.As(err, &st):
-			setCondition(sp, sluicev1.ConditionShareGroupReady, metav1.ConditionFalse, st.reason, st.message)
-		case errors.As(err, &re):
-			setCondition(sp, sluicev1.ConditionShareGroupReady, metav1.ConditionFalse, re.reason, re.Error())
-		}
-		return err
-	}
-	msg := fmt.Sprintf("share group %s: %s", sp.ConsumerGroup(), describeShareSettings(shareGroupSettings(sp)))
-	if len(changed) > 0 {
-		msg += " (set: " + strings.Join(changed, ", ") + ")"
-	}
-	setCondition(sp, sluicev1.ConditionShareGroupReady, metav1.ConditionTrue, sluicev1.ReasonShareGroupConfigured, msg)
-	return nil
+	settings := shareGroupSettings(sp)
+	return r.reconcileGroupConfigs(ctx, s, groupConfigs{
+		applies: sp.Share(), condition: sluicev1.ConditionShareGroupReady, configured: sluicev1.ReasonShareGroupConfigured,
+		kind: "share group", check: kafka.CheckShareGroups, configs: settings.Configs(), describe: describeShareSettings(settings),
+		classify: func(err error) error { return classifyShareGroupError(sp, err) },
+	})
 }
 
 // shareGroupSettings are the group configs a share pipeline's spec asks for.
