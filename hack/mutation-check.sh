@@ -143,6 +143,18 @@ add "rewind-eo-from-kafka" \
   's/(\nfunc \(p rewindPosition\) database\((?:(?!\nfunc ).)*?)if pg == nil \|\|/$1if true || pg == nil || \/\/ MUTATION: the database is not the position\n\t\t/s' \
   "TestRewindOfExactlyOncePostgresMovesTheDatabasesOffsets" ./controllers/
 
+add "nextgen-classic-protocol" \
+  "groupProtocol Consumer: the worker never opts into KIP-848 and runs a classic group" \
+  worker/worker.go \
+  's/(\nfunc \(w \*Worker\) groupOpts\((?:(?!\nfunc ).)*?)if cfg\.Consumer\.GroupProtocol == workerconfig\.GroupProtocolConsumer \{/$1if false \&\& cfg.Consumer.GroupProtocol == workerconfig.GroupProtocolConsumer { \/\/ MUTATION: classic/s' \
+  "TestConsumerGroupProtocolSharesThePartitions"
+
+add "nextgen-members-unseen" \
+  "the lag sample counts a KIP-848 group's members with DescribeGroups, which lists none" \
+  internal/kafka/sample.go \
+  's/(\nfunc \(c \*Cluster\) sample\((?:(?!\nfunc ).)*?)\t\tcase w\.NextGen:\n\t\t\tnextGenSet/$1\t\tcase false \&\& w.NextGen: \/\/ MUTATION: described as classic\n\t\t\tnextGenSet/s; s/\t\tcase w\.NextGen:\n\t\t\tif g, ok := nextGen/\t\tcase false \&\& w.NextGen:\n\t\t\tif g, ok := nextGen/s' \
+  "TestSampleCountsGroupMembers" ./internal/kafka/
+
 selected=("$@")
 if [ ${#selected[@]} -eq 0 ]; then
   for i in "${!names[@]}"; do selected+=($((i + 1))); done
