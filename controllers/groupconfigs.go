@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/kafka"
 )
 
@@ -25,8 +26,11 @@ type groupConfigs struct {
 	// configs are what to set; describe says them in words.
 	configs  map[string]string
 	describe string
-	// classify turns a failure into the stalled or retry error to show.
+	// classify turns the kind's own failures (the cluster can't run such
+	// groups, it refuses the configs) into the error to show, nil for the
+	// others; failed is the reason of a failure nothing else explains.
 	classify func(error) error
+	failed   string
 }
 
 // reconcileGroupConfigs checks that the cluster runs the pipeline's kind of
@@ -51,7 +55,7 @@ func (r *StreamPipelineReconciler) reconcileGroupConfigs(ctx context.Context, s 
 		changed, err = kafka.EnsureGroupConfigs(ctx, s.cluster.Client(), sp.ConsumerGroup(), g.configs)
 	}
 	if err != nil {
-		err = g.classify(err)
+		err = classifyGroupConfigError(sp, g, err)
 		var st *stalledError
 		var re *retryError
 		switch {
@@ -68,4 +72,20 @@ func (r *StreamPipelineReconciler) reconcileGroupConfigs(ctx context.Context, s 
 	}
 	setCondition(sp, g.condition, metav1.ConditionTrue, g.configured, msg)
 	return nil
+}
+
+// classifyGroupConfigError says what the pipeline shows for a failure to
+// check or configure its group.
+func classifyGroupConfigError(sp *sluicev1.StreamPipeline, g groupConfigs, err error) error {
+	if shown := g.classify(err); shown != nil {
+		return shown
+	}
+	switch kafka.Classify(err) {
+	case kafka.ProblemAuth:
+		return stalled(sluicev1.ReasonKafkaAuthFailed,
+			"Kafka refused to describe or alter the configs of group %s (%v): grant the operator DescribeConfigs and AlterConfigs on it", sp.ConsumerGroup(), err)
+	case kafka.ProblemUnreachable:
+		return retry(sluicev1.ReasonKafkaUnreachable, fmt.Errorf("kafka %s unreachable: %w", strings.Join(sp.Spec.Kafka.BootstrapServers, ","), err))
+	}
+	return retry(g.failed, fmt.Errorf("configure %s %s: %w", g.kind, sp.ConsumerGroup(), err))
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/kafka"
@@ -24,7 +23,7 @@ func (r *StreamPipelineReconciler) reconcileNextGenGroup(ctx context.Context, s 
 	return r.reconcileGroupConfigs(ctx, s, groupConfigs{
 		applies: sp.NextGenGroup(), condition: sluicev1.ConditionConsumerGroupReady, configured: sluicev1.ReasonConsumerGroupConfigured,
 		kind: "KIP-848 consumer group", check: kafka.CheckNextGenGroups, configs: settings.Configs(), describe: describeNextGenSettings(settings),
-		classify: func(err error) error { return classifyNextGenGroupError(sp, err) },
+		classify: func(err error) error { return classifyNextGenGroupError(sp, err) }, failed: sluicev1.ReasonConsumerGroupConfigFailed,
 	})
 }
 
@@ -53,21 +52,17 @@ func describeNextGenSettings(s kafka.NextGenGroupSettings) string {
 		describe(s.SessionTimeout, s.SessionTimeout > 0), describe(s.HeartbeatInterval, s.HeartbeatInterval > 0))
 }
 
-// classifyNextGenGroupError says what the pipeline shows for a failure.
+// classifyNextGenGroupError shows the failures of its kind of group; nil for the
+// others (classifyGroupConfigError).
 func classifyNextGenGroupError(sp *sluicev1.StreamPipeline, err error) error {
 	switch {
 	case errors.Is(err, kafka.ErrNextGenGroupsUnsupported):
 		return stalled(sluicev1.ReasonConsumerGroupsUnsupported,
 			"spec.consumer.groupProtocol Consumer: %v; use groupProtocol Classic on this cluster", err)
-	case kafka.Classify(err) == kafka.ProblemAuth:
-		return stalled(sluicev1.ReasonKafkaAuthFailed,
-			"Kafka refused to describe or alter the configs of group %s (%v): grant the operator DescribeConfigs and AlterConfigs on it", sp.ConsumerGroup(), err)
 	case kafka.Classify(err) == kafka.ProblemInvalidConfig:
 		return stalled(sluicev1.ReasonInvalidConsumerGroupConfig,
 			"the cluster refused the group configs (%v): with groupProtocol Consumer, consumer.sessionTimeout and heartbeatInterval must be within the broker's group.consumer.min/max.session.timeout.ms and heartbeat.interval.ms (Kafka's defaults: 45–60 s and 5–15 s); asked: %s",
 			err, describeNextGenSettings(nextGenGroupSettings(sp)))
-	case kafka.Classify(err) == kafka.ProblemUnreachable:
-		return retry(sluicev1.ReasonKafkaUnreachable, fmt.Errorf("kafka %s unreachable: %w", strings.Join(sp.Spec.Kafka.BootstrapServers, ","), err))
 	}
-	return retry(sluicev1.ReasonConsumerGroupConfigFailed, fmt.Errorf("configure consumer group %s: %w", sp.ConsumerGroup(), err))
+	return nil
 }

@@ -24,7 +24,7 @@ func (r *StreamPipelineReconciler) reconcileShareGroup(ctx context.Context, s *s
 	return r.reconcileGroupConfigs(ctx, s, groupConfigs{
 		applies: sp.Share(), condition: sluicev1.ConditionShareGroupReady, configured: sluicev1.ReasonShareGroupConfigured,
 		kind: "share group", check: kafka.CheckShareGroups, configs: settings.Configs(), describe: describeShareSettings(settings),
-		classify: func(err error) error { return classifyShareGroupError(sp, err) },
+		classify: func(err error) error { return classifyShareGroupError(sp, err) }, failed: sluicev1.ReasonShareGroupConfigFailed,
 	})
 }
 
@@ -42,21 +42,17 @@ func describeShareSettings(s kafka.ShareGroupSettings) string {
 		strings.ToLower(s.StartFrom), s.RecordLock, s.DeliveryCountLimit)
 }
 
-// classifyShareGroupError says what the pipeline shows for a failure.
+// classifyShareGroupError shows the failures of its kind of group; nil for the
+// others (classifyGroupConfigError).
 func classifyShareGroupError(sp *sluicev1.StreamPipeline, err error) error {
 	switch {
 	case errors.Is(err, kafka.ErrShareGroupsUnsupported):
 		return stalled(sluicev1.ReasonShareGroupsUnsupported,
 			"spec.source.groupType Share: %v; use groupType Consumer on this cluster", err)
-	case kafka.Classify(err) == kafka.ProblemAuth:
-		return stalled(sluicev1.ReasonKafkaAuthFailed,
-			"Kafka refused to describe or alter the configs of group %s (%v): grant the operator DescribeConfigs and AlterConfigs on it", sp.ConsumerGroup(), err)
 	case kafka.Classify(err) == kafka.ProblemInvalidConfig:
 		return stalled(sluicev1.ReasonInvalidShareGroupConfig,
 			"the cluster refused the share group configs (%v): the broker's group.share.* bounds (min/max record lock duration, delivery count limit) must allow %s",
 			err, describeShareSettings(shareGroupSettings(sp)))
-	case kafka.Classify(err) == kafka.ProblemUnreachable:
-		return retry(sluicev1.ReasonKafkaUnreachable, fmt.Errorf("kafka %s unreachable: %w", strings.Join(sp.Spec.Kafka.BootstrapServers, ","), err))
 	}
-	return retry(sluicev1.ReasonShareGroupConfigFailed, fmt.Errorf("configure share group %s: %w", sp.ConsumerGroup(), err))
+	return nil
 }
