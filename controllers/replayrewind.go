@@ -46,14 +46,11 @@ func (r *StreamReplayReconciler) rewind(ctx context.Context, sr *sluicev1.Stream
 	if sr.Status.Phase != sluicev1.ReplayPhaseRunning && !sr.Spec.DryRun {
 		return r.startRewind(ctx, sr)
 	}
-	kctx, cancel := context.WithTimeout(ctx, replayKafkaCallsTimeout)
-	defer cancel()
-	cl, err := kgo.NewClient(conn...)
+	kctx, adm, done, err := replayAdmin(ctx, conn)
 	if err != nil {
 		return ctrl.Result{}, r.fail(ctx, sr, ReasonReplayKafkaError, err.Error())
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer done()
 	pos := rewindPosition{sp: s.sp, secrets: s.secrets, adm: adm}
 	if len(sr.Status.Snapshot) == 0 {
 		if !sr.Spec.DryRun {

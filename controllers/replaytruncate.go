@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -53,14 +52,11 @@ func (r *StreamReplayReconciler) truncateRedriven(ctx context.Context, sr *sluic
 }
 
 func truncate(ctx context.Context, conn []kgo.Opt, parts []replay.Partition, sel replay.Selection) ([]replay.TruncationPoint, int64, error) {
-	kctx, cancel := context.WithTimeout(ctx, replayKafkaCallsTimeout)
-	defer cancel()
-	cl, err := kgo.NewClient(conn...)
+	kctx, adm, done, err := replayAdmin(ctx, conn)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer done()
 	points, err := replay.TruncationPoints(kctx, conn, adm, parts, sel)
 	if err != nil {
 		return nil, 0, err

@@ -166,14 +166,11 @@ func ownedBy(sr *sluicev1.StreamReplay, sp *sluicev1.StreamPipeline) bool {
 // parked topics and records the snapshot in status, which makes the replay
 // Running: from then on it reads exactly that snapshot, whatever restarts.
 func (r *StreamReplayReconciler) start(ctx context.Context, sr *sluicev1.StreamReplay, sp *sluicev1.StreamPipeline, plan replayPlan, conn []kgo.Opt) (ctrl.Result, error) {
-	kctx, cancel := context.WithTimeout(ctx, replayKafkaCallsTimeout)
-	defer cancel()
-	cl, err := kgo.NewClient(conn...)
+	kctx, adm, done, err := replayAdmin(ctx, conn)
 	if err != nil {
 		return ctrl.Result{}, r.fail(ctx, sr, ReasonReplayKafkaError, err.Error())
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer done()
 	parts, err := replay.Snapshot(kctx, adm, plan.topics, plan.ranges, plan.sel.Since)
 	var invalid *replay.InvalidSelectionError
 	if errors.As(err, &invalid) {
@@ -260,14 +257,12 @@ func (r *StreamReplayReconciler) watchFailedAgain(ctx context.Context, sr *sluic
 		return ctrl.Result{}, nil
 	}
 	conn = append(conn, r.KafkaOpts...)
-	kctx, cancel := context.WithTimeout(ctx, replayKafkaCallsTimeout)
-	defer cancel()
-	cl, err := kgo.NewClient(conn...)
+	kctx, adm, done, err := replayAdmin(ctx, conn)
 	if err != nil {
 		return ctrl.Result{}, nil
 	}
-	defer cl.Close()
-	n, err := replay.FailedAgain(kctx, conn, kadm.NewClient(cl), sp.DeadLetterTopic(), st.StartTime.Time, sr.Namespace+"/"+sr.Name)
+	defer done()
+	n, err := replay.FailedAgain(kctx, conn, adm, sp.DeadLetterTopic(), st.StartTime.Time, sr.Namespace+"/"+sr.Name)
 	if err != nil {
 		logf.FromContext(ctx).Info("could not count the redrive's copies back in the DLQ; retrying", "err", err.Error())
 		return ctrl.Result{RequeueAfter: interval}, nil
@@ -281,6 +276,18 @@ func (r *StreamReplayReconciler) watchFailedAgain(ctx context.Context, sr *sluic
 		return ctrl.Result{}, nil
 	}
 	return ctrl.Result{RequeueAfter: min(interval, time.Until(until)+time.Second)}, nil
+}
+
+// replayAdmin is an admin client of a replay's cluster for one step's Kafka
+// calls, with their context (bounded by replayKafkaCallsTimeout); done
+// closes both.
+func replayAdmin(ctx context.Context, conn []kgo.Opt) (kctx context.Context, adm *kadm.Client, done func(), err error) {
+	cl, err := kgo.NewClient(conn...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	kctx, cancel := context.WithTimeout(ctx, replayKafkaCallsTimeout)
+	return kctx, kadm.NewClient(cl), func() { cancel(); cl.Close() }, nil
 }
 
 // ensureParkedTopics creates "<topic>.parked" beside each topic read, with
