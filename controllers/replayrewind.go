@@ -25,7 +25,6 @@ import (
 const (
 	ReasonRewound           = "Rewound"
 	ReasonWaitingForRewind  = "WaitingForRewind"
-	ReasonRewindDBError     = "DatabaseError"
 	rewindStopCheckInterval = 2 * time.Second
 )
 
