@@ -34,6 +34,7 @@ func main() {
 		enableHTTP2          bool
 		watchNamespaces      string
 		probeAddr            string
+		pprofAddr            string
 		leaderElect          bool
 		workerImage          string
 		stalledRetryInterval time.Duration
@@ -60,6 +61,8 @@ func main() {
 			"empty: every namespace (default: $SLUICE_WATCH_NAMESPACES). With it, Roles in those namespaces are all the "+
 			"namespaced access it needs (docs/security.md).")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "",
+		"Address of Go's /debug/pprof profiles (e.g. 127.0.0.1:6060), plain HTTP to anyone who can connect; empty: off.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one of several replicas reconciles.")
 	flag.StringVar(&workerImage, "worker-image", os.Getenv("SLUICE_WORKER_IMAGE"),
 		"Worker image for pipelines that don't set spec.image (default: $SLUICE_WORKER_IMAGE).")
@@ -100,6 +103,7 @@ func main() {
 		Cache:                  controllers.CacheOptions(namespaces...),
 		Metrics:                metrics,
 		HealthProbeBindAddress: probeAddr,
+		PprofBindAddress:       pprofAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "sluice-operator.streaming.sluice.dev",
 		// Give the lease up on shutdown (main exits right after Start returns), so a
