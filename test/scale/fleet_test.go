@@ -23,9 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -88,6 +86,11 @@ func runFleet(b *testing.B, load loadFunc) {
 			stopLoad = load(ctx, b, f, groups)
 		}
 
+		fw := watchFleet(b, f, ns.Name)
+		writes0, err := apiServerWrites(ctx, f.env.Config)
+		if err != nil {
+			b.Fatal(err)
+		}
 		start := time.Now()
 		for i := range f.n {
 			sp := &sluicev1.StreamPipeline{
@@ -102,11 +105,13 @@ func runFleet(b *testing.B, load loadFunc) {
 				b.Fatal(err)
 			}
 		}
-		waitAllReady(b, k8s, ns.Name, f.n, start)
+		b.ReportMetric(time.Since(start).Seconds(), "s-to-all-created")
+		fw.waitAllReady(b, start)
 		b.ReportMetric(time.Since(start).Seconds(), "s-to-all-ready")
+		reportRolloutWrites(b, f, writes0)
 
 		time.Sleep(settleTime)
-		measureWindow(b, f, ns.Name)
+		measureWindow(b, f, fw, ns.Name)
 		stopLoad()
 		stopPlay()
 		b.ReportMetric(0, "ns/op")
@@ -234,26 +239,18 @@ func freeLoopbackAddr(b *testing.B) string {
 	return addr
 }
 
-func waitAllReady(b *testing.B, k8s client.Client, ns string, n int, start time.Time) {
+// reportRolloutWrites reports the writes the API server served from before
+// the first pipeline was created until all were Ready, per pipeline, by verb
+// and resource: what a pipeline costs the API server on its way to Ready.
+func reportRolloutWrites(b *testing.B, f *fleet, before apiCounts) {
 	b.Helper()
-	for {
-		list := &sluicev1.StreamPipelineList{}
-		if err := k8s.List(context.Background(), list, client.InNamespace(ns)); err != nil {
-			b.Fatal(err)
-		}
-		ready := 0
-		for i := range list.Items {
-			if meta.IsStatusConditionTrue(list.Items[i].Status.Conditions, sluicev1.ConditionReady) {
-				ready++
-			}
-		}
-		if ready == n {
-			return
-		}
-		if time.Since(start) > 5*time.Minute {
-			b.Fatalf("%d of %d pipelines Ready after 5 minutes", ready, n)
-		}
-		time.Sleep(250 * time.Millisecond)
+	after, err := apiServerWrites(context.Background(), f.env.Config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for k, v := range after.minus(before) {
+		verb, resource, _ := strings.Cut(k, " ")
+		b.ReportMetric(v/float64(f.n), "rollout-"+verb+"-"+resource+"-writes/pipeline")
 	}
 }
 

@@ -4,12 +4,9 @@ import (
 	"context"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
@@ -22,13 +19,12 @@ import (
 // controller_runtime_reconcile_total); the writes the API server served per
 // second, by verb and resource and in total (the operator's, see notOperator);
 // and the status writes per pipeline per --status-sync-period
-// (reportStatusWrites, from a watch of the namespace: each modification of a
+// (reportStatusWrites, from the fleet's informer: each modification of a
 // pipeline in the window is one status write, as nothing else changes a Ready
 // pipeline).
-func measureWindow(b *testing.B, f *fleet, ns string) {
+func measureWindow(b *testing.B, f *fleet, fw *fleetWatch, ns string) {
 	b.Helper()
 	ctx := context.Background()
-	modified := watchModifications(b, f, ns)
 
 	writes0, err := apiServerWrites(ctx, f.env.Config)
 	if err != nil {
@@ -45,11 +41,11 @@ func measureWindow(b *testing.B, f *fleet, ns string) {
 	apiCPU0, etcdCPU0 := processCPU(b, cp.apiServer), processCPU(b, cp.etcd)
 	kafka0, cpu0 := f.requests(), processCPU(b, f.operator.pid)
 	start := time.Now()
-	modified.open()
+	fw.record()
 
 	time.Sleep(windowCycles * sluicev1.DefaultPollInterval)
 
-	perPipeline := modified.close()
+	perPipeline := fw.recorded()
 	cpu, kafka1 := processCPU(b, f.operator.pid)-cpu0, f.requests()
 	apiCPU, etcdCPU := processCPU(b, cp.apiServer)-apiCPU0, processCPU(b, cp.etcd)-etcdCPU0
 	reconciles1, err := reconcileTotal(ctx, f.operator.metricsURL)
@@ -144,54 +140,6 @@ func reportLag(b *testing.B, f *fleet, ns string) {
 	}
 	b.ReportMetric(float64(sum)/float64(max(len(list.Items), 1)), "lag-mean-records")
 	b.ReportMetric(float64(most), "lag-max-records")
-}
-
-// modifications records, per pipeline, when the MODIFIED events of a watch
-// arrived while it is open.
-type modifications struct {
-	w    watch.Interface
-	on   atomic.Bool
-	mu   sync.Mutex
-	at   map[string][]time.Time
-	done chan struct{}
-}
-
-func watchModifications(b *testing.B, f *fleet, ns string) *modifications {
-	b.Helper()
-	wc, err := client.NewWithWatch(f.env.Config, client.Options{Scheme: f.env.Scheme})
-	if err != nil {
-		b.Fatal(err)
-	}
-	w, err := wc.Watch(context.Background(), &sluicev1.StreamPipelineList{}, client.InNamespace(ns))
-	if err != nil {
-		b.Fatal(err)
-	}
-	m := &modifications{w: w, at: map[string][]time.Time{}, done: make(chan struct{})}
-	go func() {
-		defer close(m.done)
-		for ev := range w.ResultChan() {
-			sp, ok := ev.Object.(*sluicev1.StreamPipeline)
-			if ev.Type != watch.Modified || !ok || !m.on.Load() {
-				continue
-			}
-			m.mu.Lock()
-			m.at[sp.Name] = append(m.at[sp.Name], time.Now())
-			m.mu.Unlock()
-		}
-	}()
-	return m
-}
-
-func (m *modifications) open() { m.on.Store(true) }
-
-// close stops recording and the watch, and returns the times.
-func (m *modifications) close() map[string][]time.Time {
-	m.on.Store(false)
-	m.w.Stop()
-	<-m.done
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.at
 }
 
 // statusSyncPeriod is the operator's --status-sync-period: its default unless
