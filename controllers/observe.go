@@ -25,7 +25,12 @@ const healthWindow = 10
 // count, a condition, or (at most every statusSyncPeriod) the lag figures. A
 // steady pipeline therefore costs Kafka requests, not API server writes.
 type observer struct {
-	events           chan event.TypedGenericEvent[*sluicev1.StreamPipeline]
+	// events wake a reconcile that acts: a replica decision or a lag
+	// condition changed.
+	events chan event.TypedGenericEvent[*sluicev1.StreamPipeline]
+	// refreshes wake one that only writes new figures: it waits behind the
+	// other work of the queue (enqueueLowPriority).
+	refreshes        chan event.TypedGenericEvent[*sluicev1.StreamPipeline]
 	statusSyncPeriod time.Duration
 	metrics          *pipelineMetrics
 
@@ -100,6 +105,7 @@ type lagView struct {
 func newObserver(statusSyncPeriod time.Duration, m *pipelineMetrics) *observer {
 	return &observer{
 		events:           make(chan event.TypedGenericEvent[*sluicev1.StreamPipeline], 1024),
+		refreshes:        make(chan event.TypedGenericEvent[*sluicev1.StreamPipeline], 1024),
 		statusSyncPeriod: statusSyncPeriod,
 		metrics:          m,
 		pipelines:        map[types.NamespacedName]*observed{},
@@ -245,17 +251,22 @@ func (o *observer) observe(user string, obs kafka.Observation) {
 		}, &ob.scaleState)
 		ob.decision = &d
 	}
-	wake := ob.needsReconcile(obs.At, o.statusSyncPeriod)
+	w := ob.needsReconcile(obs.At, o.statusSyncPeriod)
 	params := ob.params
 	o.mu.Unlock()
 
 	o.metrics.observed(key, view, params)
-	if wake {
-		sp := &sluicev1.StreamPipeline{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-		select {
-		case o.events <- event.TypedGenericEvent[*sluicev1.StreamPipeline]{Object: sp}:
-		default: // the queue is full of wake-ups already; the next sample asks again
-		}
+	if w == noWake {
+		return
+	}
+	events := o.events
+	if w == refreshWake {
+		events = o.refreshes
+	}
+	sp := &sluicev1.StreamPipeline{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	select {
+	case events <- event.TypedGenericEvent[*sluicev1.StreamPipeline]{Object: sp}:
+	default: // the queue is full of wake-ups already; the next sample asks again
 	}
 }
 
@@ -310,9 +321,22 @@ func (ob *observed) digest(obs kafka.Observation) *lagView {
 	return v
 }
 
+// wake is what a lag sample asks of the reconciler.
+type wake int
+
+const (
+	// noWake: nothing the pipeline shows or runs changed.
+	noWake wake = iota
+	// refreshWake: only figures changed (or there are none yet); the reconcile
+	// may wait behind others (lowPriority).
+	refreshWake
+	// actWake: a replica decision or a lag condition changed.
+	actWake
+)
+
 // needsReconcile says whether this sample changes what the pipeline shows or
-// runs: a replica decision or a condition at once, changed figures at most
-// every syncPeriod.
+// runs: a replica decision or a condition at once (actWake), changed figures
+// at most every syncPeriod, and a pipeline's first figures (refreshWake).
 //
 // Lag going from 0 to some and back is a figure like the others. A group that
 // keeps up reads 0 in one sample and a few records in the next; waking on that
@@ -320,19 +344,19 @@ func (ob *observed) digest(obs kafka.Observation) *lagView {
 // (BenchmarkFleetLive, lag 0–2 records). What must act on lag at once does:
 // the scaling decision (a pipeline scaled to zero wakes on its first lag), the
 // lag conditions, and the metrics, which every sample sets.
-func (ob *observed) needsReconcile(now time.Time, syncPeriod time.Duration) bool {
+func (ob *observed) needsReconcile(now time.Time, syncPeriod time.Duration) wake {
 	pub := ob.publishedView
 	switch {
 	case !ob.params.suspended && ob.decision != nil && ob.decision.Desired != ob.applied:
-		return true
+		return actWake
 	case pub == nil:
-		return true
+		return refreshWake
 	case conditionsOf(pub, ob.params) != conditionsOf(ob.view, ob.params):
-		return true
+		return actWake
 	case now.Sub(ob.published) >= syncPeriod && !sameFigures(pub, ob.view):
-		return true
+		return refreshWake
 	}
-	return false
+	return noWake
 }
 
 // sameFigures compares what the status prints.

@@ -142,7 +142,8 @@ func (r *StreamPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 			return ctrl.Result{}, err
 		}
 	}
-	return ctrl.Result{RequeueAfter: r.ResyncInterval}, nil
+	// The resync converges drift nobody asked about: it waits behind other work.
+	return ctrl.Result{RequeueAfter: r.ResyncInterval, Priority: &lowPriority}, nil
 }
 
 // finish computes the conditions from what the phases saw, patches the status
@@ -245,6 +246,7 @@ func (r *StreamPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&sluicev1.StreamPipeline{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.observer.events, &handler.TypedEnqueueRequestForObject[*sluicev1.StreamPipeline]{})).
+		WatchesRawSource(source.Channel(r.observer.refreshes, enqueueLowPriority())).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.MaxConcurrentReconciles,
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, r.RetryBackoffMax),
