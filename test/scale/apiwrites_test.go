@@ -66,6 +66,15 @@ func (c apiCounts) minus(before apiCounts) apiCounts {
 	return out
 }
 
+// report reports each count divided by per, as "<prefix><verb>-<resource>-<unit>".
+func (c apiCounts) report(b *testing.B, prefix string, per float64, unit string) {
+	b.Helper()
+	for k, v := range c {
+		verb, resource, _ := strings.Cut(k, " ")
+		b.ReportMetric(v/per, prefix+verb+"-"+resource+"-"+unit)
+	}
+}
+
 // apiServerWrites reads the API server's write counts.
 func apiServerWrites(ctx context.Context, cfg *rest.Config) (apiCounts, error) {
 	hc, err := rest.HTTPClientFor(cfg)

@@ -248,10 +248,7 @@ func reportRolloutWrites(b *testing.B, f *fleet, before apiCounts) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for k, v := range after.minus(before) {
-		verb, resource, _ := strings.Cut(k, " ")
-		b.ReportMetric(v/float64(f.n), "rollout-"+verb+"-"+resource+"-writes/pipeline")
-	}
+	after.minus(before).report(b, "rollout-", float64(f.n), "writes/pipeline")
 }
 
 // countRequests counts the Kafka requests the cluster serves, by API, and

@@ -72,10 +72,7 @@ func measureWindow(b *testing.B, f *fleet, fw *fleetWatch, ns string) {
 	b.ReportMetric((reconciles1-reconciles0)/elapsed, "reconciles/s")
 
 	writes := writes1.minus(writes0)
-	for k, v := range writes {
-		verb, resource, _ := strings.Cut(k, " ")
-		b.ReportMetric(v/elapsed, verb+"-"+resource+"-writes/s")
-	}
+	writes.report(b, "", elapsed, "writes/s")
 	b.ReportMetric(writes.operatorTotal()/elapsed, "api-writes/s")
 
 	reportStatusWrites(b, perPipeline, f.n, time.Since(start))
