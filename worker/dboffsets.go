@@ -109,6 +109,11 @@ func (w *Worker) initStoredOffsets(ctx context.Context, offsets map[string]map[i
 		return stored, nil
 	}
 	if len(relative) > 0 {
+		select {
+		case <-w.clientSet:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 		adm := kadm.NewClient(w.client)
 		list := adm.ListStartOffsets
 		if w.cfg.Source.StartFrom == "Latest" {

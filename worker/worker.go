@@ -80,10 +80,14 @@ type Worker struct {
 	backoff  backoffPolicy
 	attempts map[string]int // retry topic → attempts before it
 
-	client   *kgo.Client                // consumer (and commits)
-	txSink   sink.Transactional         // the sink holding the offsets (ExactlyOnce postgres), else nil
-	tracing  *tracing                   // nil when tracing is off
-	producer atomic.Pointer[kgo.Client] // parked copies and the kafka sink; replaced when stuck
+	client *kgo.Client // consumer (and commits)
+	// clientSet is closed once client is assigned: kgo starts joining the
+	// group inside NewClient, so a group callback that is not handed the
+	// client (AdjustFetchOffsetsFn) can run before the assignment.
+	clientSet chan struct{}
+	txSink    sink.Transactional         // the sink holding the offsets (ExactlyOnce postgres), else nil
+	tracing   *tracing                   // nil when tracing is off
+	producer  atomic.Pointer[kgo.Client] // parked copies and the kafka sink; replaced when stuck
 	// parkFailStreak counts consecutive failed parks; a streak means the
 	// producer may be wedged and is replaced.
 	parkFailStreak atomic.Int32
@@ -139,6 +143,7 @@ func New(o Options) (*Worker, error) {
 		},
 		attempts:    map[string]int{},
 		tracker:     newTracker(),
+		clientSet:   make(chan struct{}),
 		round:       &roundState{},
 		share:       cfg.Source.IsShare(),
 		pausedUntil: map[tp]time.Time{},
@@ -243,6 +248,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.client, err = kgo.NewClient(append(opts, w.opts.KafkaOpts...)...); err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
+	close(w.clientSet)
 	closeClient := closeOnce(w.client.Close)
 	closeBudget := finalizeBudget // consume's shutdown spends it itself
 	defer func() { closeWithin(closeBudget, closeClient) }()
@@ -998,13 +1004,13 @@ func (w *Worker) commitAsync(ctx context.Context, offsets map[string]map[int32]k
 // commit the coordinator can't take now (it moved, it is loading) is retried
 // with the next round's offsets instead of holding the poll loop, and with it
 // the group.
-func (w *Worker) commit(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) {
+func (w *Worker) commit(ctx context.Context, cl *kgo.Client, offsets map[string]map[int32]kgo.EpochOffset) {
 	if len(offsets) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, deliveryTimeout(w.cfg.Consumer.MaxPollInterval.Duration))
 	defer cancel()
-	w.client.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+	cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		w.committedOrNot(offsets, resp, err)
 	})
 }
@@ -1065,7 +1071,7 @@ func (w *Worker) resumeDue() {
 func (w *Worker) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	w.metrics.rebalances.WithLabelValues("revoked").Inc()
 	if offsets := w.tracker.committableFor(revoked); len(offsets) > 0 {
-		w.commit(ctx, offsets)
+		w.commit(ctx, cl, offsets)
 	}
 	w.forget(cl, revoked)
 }
@@ -1107,7 +1113,7 @@ const finalizeBudget = 5 * time.Second
 func (w *Worker) shutdown(closeClient func() <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), finalizeBudget)
 	defer cancel()
-	w.commit(ctx, w.tracker.committable())
+	w.commit(ctx, w.client, w.tracker.committable())
 	w.client.AllowRebalance()
 	w.log.Info("shutting down: committed finished records, leaving the group")
 	select {
