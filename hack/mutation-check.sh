@@ -155,6 +155,12 @@ add "nextgen-members-unseen" \
   's/(\nfunc \(c \*Cluster\) sample\((?:(?!\nfunc ).)*?)\t\tcase w\.NextGen:\n\t\t\tnextGenSet/$1\t\tcase false \&\& w.NextGen: \/\/ MUTATION: described as classic\n\t\t\tnextGenSet/s; s/\t\tcase w\.NextGen:\n\t\t\tif g, ok := nextGen/\t\tcase false \&\& w.NextGen:\n\t\t\tif g, ok := nextGen/s' \
   "TestSampleCountsGroupMembers" ./internal/kafka/
 
+add "batch-fails-whole" \
+  "the postgres sink fails a whole batch the server refused for one row (only data errors are written row by row): the good records walk the retry topics with the culprit, and are dead-lettered with its error" \
+  worker/sink/postgres.go \
+  's/(\nfunc \(p \*Postgres\) Write\((?:(?!\nfunc ).)*?)if !rowMayBeTheCause\(err\) \|\| len\(recs\) == 1 \{/$1if !isDataError(err) || len(recs) == 1 { \/\/ MUTATION: the batch fails as a whole/s' \
+  "TestAFailingRowDoesNotTakeItsBatchThroughTheRetryTopics TestPostgresWritesTheNeighboursOfARowTheServerRefuses" "./worker/ ./worker/sink/"
+
 selected=("$@")
 if [ ${#selected[@]} -eq 0 ]; then
   for i in "${!names[@]}"; do selected+=($((i + 1))); done

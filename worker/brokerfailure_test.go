@@ -64,10 +64,10 @@ func failureConfig(t *testing.T, b *broker) *workerconfig.Config {
 
 // ordersDB is postgresDB with a "flaky" trigger: a record whose payload names a
 // sequence in "flaky" fails its first two inserts transiently (SQLSTATE 40001,
-// failing its whole batch), so it and its batch walk retry topics 1 and 2. The
+// failing its statement; the sink writes the batch again row by row, so the
+// flaky record fails alone and walks the retry topics without its batch). The
 // trigger runs once per statement and advances the sequence of every flaky
-// record in it (nextval is not rolled back), so a batch holding several flaky
-// records fails twice, not twice per record.
+// record in it (nextval is not rolled back).
 func ordersDB(t *testing.T) (string, *pgx.Conn) {
 	t.Helper()
 	dsn, conn := postgresDB(t)

@@ -31,8 +31,8 @@ import (
 //     sink call, kills its worker, and then lets the statement go through or
 //     terminates it.
 //   - a record whose payload names a sequence in "flaky" fails its first two
-//     inserts transiently (SQLSTATE 40001, failing its statement): it and its
-//     batch walk retry topics 1 and 2.
+//     inserts transiently (SQLSTATE 40001, failing its statement): the sink
+//     writes the batch again row by row, and it alone walks the retry topics.
 type deliveryDB struct {
 	t     *testing.T
 	table string

@@ -21,8 +21,8 @@ import (
 // WITHOUT a unique constraint on id, so a record written twice is two rows:
 // the exactly-once tests don't lean on ON CONFLICT for their proof. A record
 // whose payload names a sequence in "flaky" fails transiently (SQLSTATE 40001,
-// which fails its whole batch) on its first two inserts; the test creates the
-// sequences. It returns the DSN, its file and a connection.
+// which fails its statement; the sink then writes the batch row by row, so it
+// fails alone) on its first two inserts; the test creates the sequences. It returns the DSN, its file and a connection.
 func eventsDB(t *testing.T) (string, string, *pgx.Conn) {
 	t.Helper()
 	dsn, conn := postgresDB(t)
@@ -175,12 +175,16 @@ func TestExactlyOncePostgresParksFailuresBeforeMovingTheOffset(t *testing.T) {
 	b := newBroker(t)
 	b.createTopics(1, allTopics...)
 	_, dsnFile, conn := eventsDB(t)
-	if _, err := conn.Exec(ctx, "CREATE SEQUENCE flaky_3"); err != nil {
+	// Starting at 0, the sequence lets record 3 fail three times: in its
+	// batch, alone (the sink writes a refused batch row by row), and in the
+	// first retry topic.
+	if _, err := conn.Exec(ctx, "CREATE SEQUENCE flaky_3 MINVALUE 0 START 0"); err != nil {
 		t.Fatal(err)
 	}
 	cfg := exactlyOncePostgres(b.config(), dsnFile)
-	// Record 3 fails transiently twice (its batch with it), record 6 is not
-	// JSON: 3 goes through two retry topics, 6 to the dead-letter topic.
+	// Record 3 fails transiently, record 6 is not JSON: 3 goes through two
+	// retry topics, 6 to the dead-letter topic, and the others are written
+	// from the source topic.
 	b.produce("orders", 0, 10, func(i int, r *kgo.Record) {
 		switch i {
 		case 3:

@@ -146,19 +146,33 @@ func (p *Postgres) args(recs []*Record) (keys []string, payload any) {
 	return keys, vals
 }
 
-// Write implements Sink.
+// Write implements Sink. One statement writes the batch; when the server
+// refuses it for what may be one row's doing (rowMayBeTheCause), the batch is
+// written again row by row, so that each record gets its own outcome: the
+// good ones are written, and only the row that fails alone is retried or
+// dead-lettered, with its own error. (Failing the whole batch would walk every
+// neighbour through the retry topics with the culprit, and dead-letter them
+// with its error when the retries run out.)
 func (p *Postgres) Write(ctx context.Context, recs []*Record) []error {
 	keys, vals := p.args(recs)
 	_, err := p.pool.Exec(ctx, p.insert, keys, vals)
 	if err == nil {
 		return make([]error, len(recs))
 	}
-	if !isDataError(err) || len(recs) == 1 {
+	if !rowMayBeTheCause(err) || len(recs) == 1 {
 		return Fill(len(recs), classifyPG(err))
 	}
 	errs := make([]error, len(recs))
 	for i := range recs {
 		errs[i] = p.Write(ctx, recs[i:i+1])[0]
+		if errs[i] != nil && !rowMayBeTheCause(errs[i]) {
+			// The database itself failed meanwhile: the rest fail with it
+			// instead of each waiting for it.
+			for j := i + 1; j < len(recs); j++ {
+				errs[j] = errs[i]
+			}
+			break
+		}
 	}
 	return errs
 }
@@ -168,6 +182,25 @@ func (p *Postgres) Write(ctx context.Context, recs []*Record) []error {
 func isDataError(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23"))
+}
+
+// rowMayBeTheCause tells whether the server refused a statement for what one
+// of its rows may have caused: its data (classes 22, 23), a trigger or
+// routine that raised (P0, 09, 38, 39), a serialization failure or deadlock
+// over the rows it touched (40), a row lock it could not get (55). Connection
+// loss, a cancelled or timed-out statement (57), a server out of resources
+// (53), a missing table or privilege (42), and errors that aren't the
+// server's answer are the database's state: every row would fail alike.
+func rowMayBeTheCause(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || len(pgErr.Code) < 2 {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "22", "23", "P0", "09", "38", "39", "40", "55":
+		return true
+	}
+	return false
 }
 
 func classifyPG(err error) error {

@@ -273,10 +273,11 @@ func (p *Postgres) Apply(ctx context.Context, group string, recs []*Record) Appl
 	if err == nil {
 		return res
 	}
-	if !isDataError(err) || len(recs) == 1 {
+	if !rowMayBeTheCause(err) || len(recs) == 1 {
 		return ApplyResult{Failed: len(recs), Err: classifyPG(err)}
 	}
-	// A record's data was refused: apply one by one, up to the bad one.
+	// One row may have caused it (see Write): apply one by one, up to the
+	// one that fails alone; the records after it are tried in the next call.
 	var out ApplyResult
 	for i := range recs {
 		r := p.Apply(ctx, group, recs[i:i+1])

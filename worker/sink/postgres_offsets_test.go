@@ -400,6 +400,28 @@ func TestPostgresExactlyOnceIsolatesThePoisonPill(t *testing.T) {
 	}
 }
 
+// A row the server refuses (a trigger, a serialization failure) stops the
+// batch at that row alone: the records before it are applied, the offset
+// stops at it, and the error is the row's; the records after it are left
+// for the next call.
+func TestPostgresExactlyOnceAppliesUpToTheRowTheServerRefuses(t *testing.T) {
+	dsn, conn := newEvents(t)
+	refuseRows(t, conn, "events", "40001")
+	s := openExactlyOnce(t, dsn)
+	recs := sourceRecs(0, 5)
+	recs[2].Rec.Value = []byte(`{"n":2,"refuse":true}`)
+	res := s.Apply(context.Background(), group, recs)
+	if res.Applied != 2 || res.Failed != 1 || failure.ClassOf(res.Err) != failure.ClassTransient || !strings.Contains(res.Err.Error(), "r-2 refused") {
+		t.Fatalf("%+v, want 2 applied, then record 2 failing transiently with its own error", res)
+	}
+	if got := stored(t, s, "orders"); got != 2 {
+		t.Fatalf("stored = %d, want 2", got)
+	}
+	if n := len(rowsPerID(t, conn)); n != 2 {
+		t.Fatalf("%d rows, want 2: the records after the refused one wait for the next call", n)
+	}
+}
+
 func TestPostgresExactlyOnceCreatesItsTablesInTheTablesSchema(t *testing.T) {
 	ctx := context.Background()
 	dsn, conn := newEvents(t)

@@ -106,6 +106,51 @@ func TestPostgresIsolatesThePoisonPillInABatch(t *testing.T) {
 	}
 }
 
+// refuseRows makes table's inserts fail with SQLSTATE code for rows whose
+// payload has "refuse", as a trigger of the user's (or a serialization
+// failure over one row) would.
+func refuseRows(t *testing.T, conn *pgx.Conn, table, code string) {
+	t.Helper()
+	if _, err := conn.Exec(context.Background(), fmt.Sprintf(`
+		CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.payload::jsonb ? 'refuse' THEN
+				RAISE EXCEPTION 'row %% refused', NEW.id USING ERRCODE = '%s';
+			END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER refuse BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION refuse();`, code, table)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A row the server refuses for its own sake fails alone: its neighbours are
+// written, and its error is its own (transient: it goes to the retry topics
+// by itself).
+func TestPostgresWritesTheNeighboursOfARowTheServerRefuses(t *testing.T) {
+	for _, code := range []string{"40001", "P0001"} {
+		t.Run(code, func(t *testing.T) {
+			dsn, conn := newTable(t, "jsonb")
+			refuseRows(t, conn, "orders", code)
+			s := openPostgres(t, dsn, "orders")
+			errs := s.Write(context.Background(), records(`{"n":0}`, `{"n":1,"refuse":true}`, `{"n":2}`, `{"n":3,"refuse":true}`, `{"n":4}`))
+			for _, i := range []int{0, 2, 4} {
+				if errs[i] != nil {
+					t.Errorf("record %d, a good one, failed with its neighbour: %v", i, errs[i])
+				}
+			}
+			for _, i := range []int{1, 3} {
+				if failure.ClassOf(errs[i]) != failure.ClassTransient || !strings.Contains(errs[i].Error(), fmt.Sprintf("k%d refused", i)) {
+					t.Errorf("record %d: %v, want its own transient error", i, errs[i])
+				}
+			}
+			if n := count(t, conn); n != 3 {
+				t.Fatalf("rows = %d, want the 3 good ones", n)
+			}
+		})
+	}
+}
+
 func TestPostgresStoresBinaryValuesInBytea(t *testing.T) {
 	ctx := context.Background()
 	dsn, conn := newTable(t, "bytea")
