@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/kafka"
@@ -29,17 +30,33 @@ func (r *StreamPipelineReconciler) reconcileShareGroup(ctx context.Context, s *s
 }
 
 // shareGroupSettings are the group configs a share pipeline's spec asks for.
+// The session timeout and heartbeat interval are the group's too, set only
+// when the spec sets them (Sluice's defaults for the classic protocol are
+// below Kafka's group.share.min.* bounds, 45 s and 5 s).
 func shareGroupSettings(sp *sluicev1.StreamPipeline) kafka.ShareGroupSettings {
-	return kafka.ShareGroupSettings{
+	s := kafka.ShareGroupSettings{
 		StartFrom:          string(sp.StartFrom()),
 		RecordLock:         sp.ShareRecordLockDuration(),
 		DeliveryCountLimit: sluicev1.ShareDeliveryCountLimit,
 	}
+	if d := sp.Spec.Consumer.SessionTimeout; d != nil {
+		s.SessionTimeout = d.Duration
+	}
+	if d := sp.Spec.Consumer.HeartbeatInterval; d != nil {
+		s.HeartbeatInterval = d.Duration
+	}
+	return s
 }
 
 func describeShareSettings(s kafka.ShareGroupSettings) string {
-	return fmt.Sprintf("new partitions start at the %s offset, records are locked for %s, archived after %d deliveries",
-		strings.ToLower(s.StartFrom), s.RecordLock, s.DeliveryCountLimit)
+	orDefault := func(d time.Duration) string {
+		if d == 0 {
+			return "the broker's default"
+		}
+		return d.String()
+	}
+	return fmt.Sprintf("new partitions start at the %s offset, records are locked for %s, archived after %d deliveries; session timeout %s, heartbeat interval %s",
+		strings.ToLower(s.StartFrom), s.RecordLock, s.DeliveryCountLimit, orDefault(s.SessionTimeout), orDefault(s.HeartbeatInterval))
 }
 
 // classifyShareGroupError shows the failures of its kind of group; nil for the
@@ -51,7 +68,7 @@ func classifyShareGroupError(sp *sluicev1.StreamPipeline, err error) error {
 			"spec.source.groupType Share: %v; use groupType Consumer on this cluster", err)
 	case kafka.Classify(err) == kafka.ProblemInvalidConfig:
 		return stalled(sluicev1.ReasonInvalidShareGroupConfig,
-			"the cluster refused the share group configs (%v): the broker's group.share.* bounds (min/max record lock duration, delivery count limit) must allow %s",
+			"the cluster refused the share group configs (%v): the broker's group.share.* bounds (min/max record lock duration, delivery count limit, session timeout, heartbeat interval) must allow %s",
 			err, describeShareSettings(shareGroupSettings(sp)))
 	}
 	return nil

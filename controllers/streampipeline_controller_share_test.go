@@ -61,7 +61,8 @@ func (k *testKafka) groupConfig(t *testing.T, group, name string) string {
 
 // TestSharePipelineConfiguresItsGroupAndScalesPastThePartitions: a groupType
 // Share pipeline gets its share group's configs from the spec (start, lock,
-// and Kafka's highest delivery count limit, 10, for crashes), kept
+// the session timeout and heartbeat interval it sets, and Kafka's highest
+// delivery count limit, 10, for crashes), kept
 // when changed by hand; no retry topics, only the dead-letter topic; workers
 // configured as share members; `kubectl get` says Share; and a backlog on a
 // 2-partition topic scales it to maxReplicas (6), past the partition count.
@@ -69,6 +70,8 @@ func TestSharePipelineConfiguresItsGroupAndScalesPastThePartitions(t *testing.T)
 	g := NewWithT(t)
 	k := newKafka(t, 2)
 	sp := sharePipeline(t, k, "shared")
+	sp.Spec.Consumer.SessionTimeout = &metav1.Duration{Duration: 50 * time.Second}
+	sp.Spec.Consumer.HeartbeatInterval = &metav1.Duration{Duration: 6 * time.Second}
 	create(t, sp)
 	group := sp.ConsumerGroup()
 
@@ -82,6 +85,8 @@ func TestSharePipelineConfiguresItsGroupAndScalesPastThePartitions(t *testing.T)
 	g.Expect(k.groupConfig(t, group, "share.auto.offset.reset")).To(Equal("earliest"))
 	g.Expect(k.groupConfig(t, group, "share.delivery.count.limit")).To(Equal("10"))
 	g.Expect(k.groupConfig(t, group, "share.record.lock.duration.ms")).To(Equal(strconv.FormatInt(sp.ShareRecordLockDuration().Milliseconds(), 10)))
+	g.Expect(k.groupConfig(t, group, "share.session.timeout.ms")).To(Equal("50000"))
+	g.Expect(k.groupConfig(t, group, "share.heartbeat.interval.ms")).To(Equal("6000"))
 	g.Expect(k.topicExists(t, sp.DeadLetterTopic())).To(BeTrue())
 	g.Expect(k.topicExists(t, group+sluicev1.RetrySuffix+".1")).To(BeFalse(), "a share group retries by redelivery: no retry topics")
 

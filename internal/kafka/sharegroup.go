@@ -28,15 +28,27 @@ type ShareGroupSettings struct {
 	// DeliveryCountLimit is share.delivery.count.limit: a record released or
 	// timed out after that many deliveries is archived.
 	DeliveryCountLimit int32
+	// SessionTimeout and HeartbeatInterval are share.session.timeout.ms and
+	// share.heartbeat.interval.ms, set only when not zero (else the broker's
+	// group.share.* defaults apply). A new member gets its first records
+	// about one heartbeat after it starts.
+	SessionTimeout, HeartbeatInterval time.Duration
 }
 
 // Configs are the settings as group config names and values.
 func (s ShareGroupSettings) Configs() map[string]string {
-	return map[string]string{
+	out := map[string]string{
 		"share.auto.offset.reset":       strings.ToLower(s.StartFrom),
 		"share.record.lock.duration.ms": strconv.FormatInt(s.RecordLock.Milliseconds(), 10),
 		"share.delivery.count.limit":    strconv.Itoa(int(s.DeliveryCountLimit)),
 	}
+	if s.SessionTimeout > 0 {
+		out["share.session.timeout.ms"] = strconv.FormatInt(s.SessionTimeout.Milliseconds(), 10)
+	}
+	if s.HeartbeatInterval > 0 {
+		out["share.heartbeat.interval.ms"] = strconv.FormatInt(s.HeartbeatInterval.Milliseconds(), 10)
+	}
+	return out
 }
 
 // ErrShareGroupsUnsupported is wrapped when the cluster can't run share groups.

@@ -176,3 +176,39 @@ func totalLag(o Observation) int64 {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestShareGroupTimingsAreSetOnlyWhenGiven: the session timeout and
+// heartbeat interval are the share group's configs, written when the spec
+// sets them (within Kafka's default group.share.* bounds here) and left to
+// the broker when it does not.
+func TestShareGroupTimingsAreSetOnlyWhenGiven(t *testing.T) {
+	c := testkafka.New(t, kfake.NumBrokers(1))
+	cl := c.Client(t)
+	_, _, group := names(t)
+	ctx := context.Background()
+	base := ShareGroupSettings{StartFrom: "Latest", RecordLock: 30 * time.Second, DeliveryCountLimit: 5}
+	if _, ok := base.Configs()["share.heartbeat.interval.ms"]; ok {
+		t.Fatalf("unset timings are written: %v", base.Configs())
+	}
+	want := base
+	want.SessionTimeout, want.HeartbeatInterval = 50*time.Second, 6*time.Second
+	changed, err := EnsureShareGroup(ctx, cl, group, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(changed, ","), "share.heartbeat.interval.ms,share.record.lock.duration.ms,share.session.timeout.ms") {
+		t.Errorf("changed %v, want the timings among them", changed)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		have, err := groupConfigs(ctx, cl, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if have["share.heartbeat.interval.ms"] == "6000" && have["share.session.timeout.ms"] == "50000" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group configs %v: the timings never read 6000 and 50000", have)
+		}
+	}
+}

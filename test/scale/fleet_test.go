@@ -101,6 +101,7 @@ func runFleet(b *testing.B, load loadFunc) {
 					Sink:   sluicev1.SinkSpec{Log: &sluicev1.LogSink{}},
 				},
 			}
+			fw.creating(sp.Name)
 			if err := k8s.Create(ctx, sp); err != nil {
 				b.Fatal(err)
 			}
@@ -108,6 +109,7 @@ func runFleet(b *testing.B, load loadFunc) {
 		b.ReportMetric(time.Since(start).Seconds(), "s-to-all-created")
 		fw.waitAllReady(b, start)
 		b.ReportMetric(time.Since(start).Seconds(), "s-to-all-ready")
+		fw.reportReadyLatency(b)
 		reportRolloutWrites(b, f, writes0)
 
 		time.Sleep(settleTime)

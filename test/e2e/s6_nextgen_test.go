@@ -1,0 +1,163 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// Scenario 11 (in an s6 file: before scenario 5c in s7, which must run last):
+// the KIP-848 sample (spec.consumer.groupProtocol Consumer) on the real
+// kubelet. The workers' group is a KIP-848 group whose members are the
+// worker pods, with every partition assigned; a scale-up from 2 to 3 and then
+// a config rollout hand partitions over while records flow, and nothing is
+// lost or applied twice.
+//
+// The broker is kfake, whose KIP-848 coordinator assigns like Kafka's
+// (incrementally, from heartbeats) but is not Kafka: the worker's
+// TestConsumerGroupProtocolSharesThePartitions runs the protocol on Apache
+// Kafka 4.4 as well.
+func TestScenario11ConsumerGroupProtocolScalesAndRolls(t *testing.T) {
+	rep := newReport(t, "scenario 11 (KIP-848 consumer group protocol: members, scale-up, rollout)")
+	ns := s.newNamespace(t, "nextgen")
+	const topic = "settlements"
+	s.b.createTopic(t, topic, 6)
+	sp := s.sample(t, "nextgen", ns)
+	sp.Spec.Source.Topic = topic
+	sp.Spec.Sink.HTTP.URL = s.recv.url(ns, sp.Name)
+	sp.Spec.Scaling.MinReplicas, sp.Spec.Scaling.MaxReplicas = ptrTo[int32](2), ptrTo[int32](2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := s.k.c.Create(ctx, sp); err != nil {
+		t.Fatal(err)
+	}
+	s.waitReady(t, ns, sp.Name, 3*time.Minute)
+	rep.mark("Ready with 2 workers")
+	s.waitConsumerGroupIsThePods(t, ctx, ns, sp, 2, time.Minute)
+	rep.mark("a KIP-848 group of the 2 pods, 6 partitions assigned")
+
+	recs, good, _ := orders(topic, "s", 0, 9000, 0)
+	s.b.produce(t, recs[:3000])
+
+	// Scale-up: the third pod joins by heartbeat and gets partitions from
+	// the others, one member at a time.
+	cur := s.getPipeline(t, ns, sp.Name)
+	patch := client.MergeFrom(cur.DeepCopy())
+	cur.Spec.Scaling.MinReplicas, cur.Spec.Scaling.MaxReplicas = ptrTo[int32](3), ptrTo[int32](3)
+	if err := s.k.c.Patch(ctx, cur, patch); err != nil {
+		t.Fatal(err)
+	}
+	scaled := time.Now()
+	s.b.produce(t, recs[3000:6000])
+	s.waitConsumerGroupIsThePods(t, ctx, ns, sp, 3, 3*time.Minute)
+	rep.set("scale-up", "3 members, each with partitions, %.1fs after the patch", time.Since(scaled).Seconds())
+
+	// A config change rolls the pods while records flow.
+	cur = s.getPipeline(t, ns, sp.Name)
+	oldHash := cur.Status.WorkerConfigHash
+	patch = client.MergeFrom(cur.DeepCopy())
+	cur.Spec.CircuitBreaker.FailureThreshold = ptrTo[int32](6)
+	if err := s.k.c.Patch(ctx, cur, patch); err != nil {
+		t.Fatal(err)
+	}
+	changed := time.Now()
+	s.b.produce(t, recs[6000:])
+	eventually(t, 5*time.Minute, "the rollout done: 3 ready pods run the new config", func() (bool, string) {
+		pods, err := s.workerPods(ctx, ns, sp.Name)
+		if err != nil {
+			return false, err.Error()
+		}
+		fresh, all := 0, 0
+		for _, p := range pods {
+			if p.DeletionTimestamp != nil {
+				continue
+			}
+			all++
+			if p.Annotations[sluicev1.AnnotationConfigHash] != oldHash && podReady(&p) {
+				fresh++
+			}
+		}
+		return fresh == 3 && all == 3, fmt.Sprintf("%d pods, %d new and ready", all, fresh)
+	})
+	rep.set("rollout took", "%.1fs", time.Since(changed).Seconds())
+	s.waitConsumerGroupIsThePods(t, ctx, ns, sp, 3, 2*time.Minute)
+	s.waitReady(t, ns, sp.Name, 2*time.Minute)
+
+	eventually(t, 5*time.Minute, "every record applied", func() (bool, string) {
+		c := checkEffects(s.recv.report(ns, sp.Name).effects, good)
+		return c.lost == 0, fmt.Sprintf("%d of %d", c.applied, len(good))
+	})
+	r := s.recv.report(ns, sp.Name)
+	c := checkEffects(r.effects, good)
+	rep.set("effects", "%d applied, %d duplicate, %d lost; %d redeliveries", c.applied, c.duplicates, c.lost, r.deliveries-r.keys)
+	if c.duplicates > 0 || c.lost > 0 {
+		t.Errorf("effects: %+v", c)
+	}
+	s.checkNoRejectedStatusWrites(t)
+}
+
+// waitConsumerGroupIsThePods waits until the pipeline's group, described
+// with KIP-848's ConsumerGroupDescribe, has exactly the running worker pods
+// as members (by client ID, the pod name), n of them, all of the consumer
+// protocol, each with partitions and every partition of the source topic
+// assigned once.
+func (s *suite) waitConsumerGroupIsThePods(t testing.TB, ctx context.Context, ns string, sp *sluicev1.StreamPipeline, n int, within time.Duration) {
+	t.Helper()
+	group, topic := sp.ConsumerGroup(), sp.Spec.Source.Topic
+	eventually(t, within, fmt.Sprintf("the KIP-848 group %s is the %d worker pods", group, n), func() (bool, string) {
+		pods, err := s.workerPods(ctx, ns, sp.Name)
+		if err != nil {
+			return false, err.Error()
+		}
+		var running []string
+		for _, p := range pods {
+			if p.DeletionTimestamp == nil && podReady(&p) {
+				running = append(running, p.Name)
+			}
+		}
+		slices.Sort(running)
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		described, err := s.b.adm.DescribeConsumerGroups(dctx, group)
+		if err != nil {
+			return false, "describe: " + err.Error()
+		}
+		g := described[group]
+		if g.Err != nil {
+			return false, "describe: " + g.Err.Error()
+		}
+		var members []string
+		assigned := map[int32]int{}
+		for _, m := range g.Members {
+			if m.MemberType == 0 {
+				return false, fmt.Sprintf("member %s runs the classic protocol", m.ClientID)
+			}
+			if len(m.Assignment[topic]) == 0 {
+				return false, fmt.Sprintf("member %s has no partition yet", m.ClientID)
+			}
+			for p := range m.Assignment[topic] {
+				assigned[p]++
+			}
+			members = append(members, m.ClientID)
+		}
+		slices.Sort(members)
+		state := fmt.Sprintf("members %v, pods %v, partitions %v", members, running, assigned)
+		if len(running) != n || !slices.Equal(members, running) || len(assigned) != 6 {
+			return false, state
+		}
+		for _, k := range assigned {
+			if k != 1 {
+				return false, state
+			}
+		}
+		return true, state
+	})
+}
