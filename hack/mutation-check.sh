@@ -161,6 +161,12 @@ add "batch-fails-whole" \
   's/(\nfunc \(p \*Postgres\) Write\((?:(?!\nfunc ).)*?)if !rowMayBeTheCause\(err\) \|\| len\(recs\) == 1 \{/$1if !isDataError(err) || len(recs) == 1 { \/\/ MUTATION: the batch fails as a whole/s' \
   "TestAFailingRowDoesNotTakeItsBatchThroughTheRetryTopics TestPostgresWritesTheNeighboursOfARowTheServerRefuses" "./worker/ ./worker/sink/"
 
+add "reprocess-commit-first" \
+  "a Reprocess run commits a batch's position before the sink acknowledged the batch (a run killed in the sink call skips it)" \
+  worker/reprocess.go \
+  's/(\nfunc \(r \*reprocessRun\) partition\((?:(?!\nfunc ).)*?\t\tpc := r\.counts\[k\]\n)/$1\t\tif err := r.commit(ctx, k, next, pc); err != nil { \/\/ MUTATION: the position first\n\t\t\treturn err\n\t\t}\n/s' \
+  "TestReprocessSurvivesKills"
+
 selected=("$@")
 if [ ${#selected[@]} -eq 0 ]; then
   for i in "${!names[@]}"; do selected+=($((i + 1))); done

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -62,9 +63,37 @@ func run() int {
 	// finish in-flight records, commit, leave the group.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if plan := os.Getenv(worker.ReprocessPlanEnv); plan != "" {
+		return reprocess(ctx, w, log, plan)
+	}
 	if err := w.Run(ctx); err != nil {
 		log.Error("worker stopped", "err", err)
 		return 1
+	}
+	return 0
+}
+
+// reprocess runs a StreamReplay's Reprocess Job: the plan, then its result
+// as the container's termination message (JSON), which the operator reads.
+func reprocess(ctx context.Context, w *worker.Worker, log *slog.Logger, planJSON string) int {
+	var plan worker.ReprocessPlan
+	if err := json.Unmarshal([]byte(planJSON), &plan); err != nil {
+		fmt.Fprintf(os.Stderr, "invalid %s: %v\n", worker.ReprocessPlanEnv, err)
+		return 2
+	}
+	res, err := w.Reprocess(ctx, plan)
+	if err != nil {
+		log.Error("reprocess stopped; a new run resumes from the committed position", "err", err, "done", res.Done, "failed", res.Failed)
+		return 1
+	}
+	out, _ := json.Marshal(res)
+	log.Info("reprocess complete", "done", res.Done, "failed", res.Failed)
+	path := os.Getenv(worker.TerminationLogEnv)
+	if path == "" {
+		path = "/dev/termination-log"
+	}
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		log.Warn("could not write the result to the termination log", "path", path, "err", err)
 	}
 	return 0
 }

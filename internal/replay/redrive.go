@@ -171,7 +171,7 @@ func (d *Redrive) copyAll(ctx context.Context, left map[tp]Partition, total Prog
 	for t := range topics {
 		names = append(names, t)
 	}
-	opts := append(append([]kgo.Opt{}, d.Conn...), readerOpts()...)
+	opts := append(append([]kgo.Opt{}, d.Conn...), ReaderOpts()...)
 	opts = append(opts,
 		kgo.ConsumerGroup(d.Group),
 		kgo.ConsumeTopics(names...),

@@ -14,10 +14,10 @@ type tp struct {
 	partition int32
 }
 
-// readerOpts are the options of every client that reads a replay's
+// ReaderOpts are the options of every client that reads a replay's
 // partitions: committed records only, and the transaction markers too, so that
 // a partition whose last offset before its end is a marker is seen to end.
-func readerOpts() []kgo.Opt {
+func ReaderOpts() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
@@ -53,7 +53,7 @@ func scan(ctx context.Context, conn []kgo.Opt, parts []Partition, fn func(i int,
 	if len(index) == 0 {
 		return nil
 	}
-	cl, err := kgo.NewClient(append(append(conn, readerOpts()...), kgo.ConsumePartitions(offsets))...)
+	cl, err := kgo.NewClient(append(append(conn, ReaderOpts()...), kgo.ConsumePartitions(offsets))...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
