@@ -2,6 +2,7 @@ package controllers
 
 import (
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -37,6 +38,8 @@ func CacheOptions(namespaces ...string) cache.Options {
 			&corev1.ConfigMap{}:             {Label: sel},
 			&corev1.ServiceAccount{}:        {Label: sel},
 			&policyv1.PodDisruptionBudget{}: {Label: sel},
+			// Reprocess Jobs of replays.
+			&batchv1.Job{}: {Label: sel},
 			// Worker pods, to say in Ready why a rollout doesn't finish.
 			&corev1.Pod{}: {Label: sel},
 		},

@@ -42,7 +42,7 @@ func planReplay(sr *sluicev1.StreamReplay, sp *sluicev1.StreamPipeline) (replayP
 		// to, and records before it may be acknowledged or not.
 		return p, &replay.InvalidSelectionError{Field: "spec.mode", Message: fmt.Sprintf("pipeline %s reads as a share group (source.groupType Share): "+
 			"mode Rewind moves a consumer group's positions; replay the records with mode Redrive from Source instead", sp.Name)}
-	case sr.Spec.Mode == sluicev1.ReplayModeRewind:
+	case sr.Spec.Mode == sluicev1.ReplayModeRewind, sr.Spec.Mode == sluicev1.ReplayModeReprocess:
 		// Nothing is copied: no target.
 	default:
 		if err := planTarget(&p, sr, sp); err != nil {
@@ -64,7 +64,9 @@ func planReplay(sr *sluicev1.StreamReplay, sp *sluicev1.StreamPipeline) (replayP
 	if o := sel.OriginalOffsets; o != nil {
 		p.sel.OriginalFrom, p.sel.OriginalTo = o.From, o.To
 	}
-	p.sel.MaxRedrives = int(sr.MaxRedrivesOr())
+	if sr.Spec.Mode != sluicev1.ReplayModeReprocess {
+		p.sel.MaxRedrives = int(sr.MaxRedrivesOr()) // a Reprocess copies nothing: nothing to park
+	}
 	for _, r := range sel.Partitions {
 		p.ranges[r.Partition] = replay.OffsetRange{From: r.From, To: r.To}
 	}

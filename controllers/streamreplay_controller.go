@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -68,6 +69,9 @@ type StreamReplayReconciler struct {
 	// FailedAgainInterval is how often a completed redrive's copies are
 	// counted back in the DLQ (default 30 s).
 	FailedAgainInterval time.Duration
+	// WorkerImage is the image of a Reprocess Job when the pipeline doesn't
+	// set spec.image (the pipeline controller's).
+	WorkerImage string
 
 	// completed wakes the reconcile of a replay whose run recorded Complete
 	// (the predicate ignores status writes).
@@ -138,8 +142,11 @@ func (r *StreamReplayReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, r.fail(ctx, sr, ReasonReplayKafkaError, "pipeline's Kafka connection: "+err.Error())
 	}
 	conn = append(conn, r.KafkaOpts...)
-	if sr.Spec.Mode == sluicev1.ReplayModeRewind {
+	switch sr.Spec.Mode {
+	case sluicev1.ReplayModeRewind:
 		return r.rewind(ctx, sr, s, plan, conn)
+	case sluicev1.ReplayModeReprocess:
+		return r.reprocess(ctx, sr, sp, plan, conn)
 	}
 
 	if len(sr.Status.Snapshot) == 0 && sr.Status.Phase != sluicev1.ReplayPhaseRunning {
@@ -216,16 +223,20 @@ func (r *StreamReplayReconciler) start(ctx context.Context, sr *sluicev1.StreamR
 		r.event(sr, corev1.EventTypeNormal, ReasonDryRunComplete, st.Message)
 		return ctrl.Result{}, nil
 	}
-	if err := ensureParkedTopics(kctx, adm, plan.topics, sp); err != nil {
-		return ctrl.Result{RequeueAfter: replayRetryInterval}, r.pending(ctx, sr, ReasonReplayKafkaError, err.Error())
-	}
 	st.Phase = sluicev1.ReplayPhaseRunning
 	st.ProgressGroup = plan.group
-	st.Message = fmt.Sprintf("redriving %v to %s", plan.topics, plan.target)
+	if sr.Spec.Mode == sluicev1.ReplayModeReprocess {
+		st.Message = fmt.Sprintf("reprocessing %v through the sink of pipeline %s", plan.topics, sp.Name)
+	} else {
+		if err := ensureParkedTopics(kctx, adm, plan.topics, sp); err != nil {
+			return ctrl.Result{RequeueAfter: replayRetryInterval}, r.pending(ctx, sr, ReasonReplayKafkaError, err.Error())
+		}
+		st.Message = fmt.Sprintf("redriving %v to %s", plan.topics, plan.target)
+	}
 	if err := r.Status().Update(ctx, sr); err != nil {
 		return ctrl.Result{}, err // a conflict: the next reconcile takes a new snapshot
 	}
-	r.event(sr, corev1.EventTypeNormal, ReasonReplayStarted, "%s: %d partitions of %v, to %s", st.Message, len(parts), plan.topics, plan.target)
+	r.event(sr, corev1.EventTypeNormal, ReasonReplayStarted, "%s: %d partitions of %v", st.Message, len(parts), plan.topics)
 	return ctrl.Result{RequeueAfter: replayRequeueNow}, nil
 }
 
@@ -428,7 +439,13 @@ func (r *StreamReplayReconciler) deleteProgressGroup(ctx context.Context, key ty
 	delete(r.conns, key)
 	delete(r.groups, key)
 	r.mu.Unlock()
-	if conn == nil {
+	r.deleteGroup(ctx, conn, group)
+}
+
+// deleteGroup deletes a replay's consumer group, best effort (an empty
+// group expires with the broker's offset retention anyway).
+func (r *StreamReplayReconciler) deleteGroup(ctx context.Context, conn []kgo.Opt, group string) {
+	if conn == nil || group == "" {
 		return
 	}
 	cl, err := kgo.NewClient(conn...)
@@ -527,6 +544,8 @@ func (r *StreamReplayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// run's own progress writes; start requeues to begin the run.
 		For(&sluicev1.StreamReplay{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.completed, &handler.TypedEnqueueRequestForObject[*sluicev1.StreamReplay]{})).
+		// A Reprocess Job's progress (its conditions) wakes its replay.
+		Owns(&batchv1.Job{}).
 		Named("streamreplay").
 		Complete(r)
 }

@@ -115,6 +115,7 @@ func runSuite(m *testing.M) int {
 		Recorder:            mgr.GetEventRecorder("sluice-operator"),
 		KafkaOpts:           []kgo.Opt{kgo.MetadataMinAge(100 * time.Millisecond)},
 		FailedAgainInterval: 500 * time.Millisecond,
+		WorkerImage:         testImage,
 	}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: setup replays:", err)
 		return 1

@@ -46,7 +46,17 @@ func TestStreamReplayAdmission(t *testing.T) {
 			s.Select.ErrorClasses = []sluicev1.ReplayErrorClass{"fatal"}
 		}},
 		{"no pipeline", "spec.pipeline", func(s *sluicev1.StreamReplaySpec) { s.Pipeline = "" }},
-		{"a mode not offered", "spec.mode", func(s *sluicev1.StreamReplaySpec) { s.Mode = "Reprocess" }},
+		{"a mode not offered", "spec.mode", func(s *sluicev1.StreamReplaySpec) { s.Mode = "Reingest" }},
+		{"a reprocess of the dead letters", "", func(s *sluicev1.StreamReplaySpec) { s.Mode = sluicev1.ReplayModeReprocess }},
+		{"a reprocess of last hour's source records", "", func(s *sluicev1.StreamReplaySpec) {
+			s.Mode, s.From, s.Select.Since = sluicev1.ReplayModeReprocess, sluicev1.ReplayFromSource, &t0
+		}},
+		{"a reprocess with maxRedrives", "spec.maxRedrives", func(s *sluicev1.StreamReplaySpec) {
+			s.Mode, s.MaxRedrives = sluicev1.ReplayModeReprocess, new(int32(2))
+		}},
+		{"a reprocess that truncates", "spec.truncate", func(s *sluicev1.StreamReplaySpec) {
+			s.Mode, s.Truncate = sluicev1.ReplayModeReprocess, true
+		}},
 		{"a redrive that truncates", "", func(s *sluicev1.StreamReplaySpec) { s.Truncate = true }},
 		{"a dry run that truncates", "spec.truncate", func(s *sluicev1.StreamReplaySpec) { s.Truncate, s.DryRun = true, true }},
 		{"truncating the source", "spec.truncate", func(s *sluicev1.StreamReplaySpec) {

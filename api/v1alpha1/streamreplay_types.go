@@ -18,7 +18,7 @@ const (
 )
 
 // ReplayMode is what a replay does with the records it selects.
-// +kubebuilder:validation:Enum=Redrive;Rewind
+// +kubebuilder:validation:Enum=Redrive;Rewind;Reprocess
 type ReplayMode string
 
 const (
@@ -32,6 +32,17 @@ const (
 	// set, and the workers come back and read on from there. Nothing is
 	// copied.
 	ReplayModeRewind ReplayMode = "Rewind"
+	// ReplayModeReprocess runs the selected records through the pipeline's
+	// sink directly, in a Job of the worker image (the pipeline's pod
+	// template: image, Secrets, service account), with the pipeline's
+	// idempotency key: a dead letter keeps the key of its source record, so an
+	// idempotent sink sees no second effect. Nothing is copied to Kafka,
+	// except that a record read from the source or retry topics that fails
+	// again goes to the dead-letter topic. The Job resumes from the position
+	// it committed after each acknowledged batch. AtLeastOnce pipelines only
+	// (an ExactlyOnce one keeps exactly-once with offsets and transactions,
+	// not keys: use Rewind).
+	ReplayModeReprocess ReplayMode = "Reprocess"
 )
 
 // ReplayTarget is the topic a redrive copies to.
@@ -65,6 +76,7 @@ const (
 // +kubebuilder:validation:XValidation:rule="self.mode != 'Rewind' || has(self.select.since) || has(self.select.partitions) && self.select.partitions.all(p, has(p.from))",message="mode Rewind needs the position to go back to: select.since (a time), or select.partitions with from (an offset) on each",fieldPath=".select"
 // +kubebuilder:validation:XValidation:rule="self.mode != 'Rewind' || !has(self.select.until) && !has(self.select.limit) && (!has(self.select.partitions) || self.select.partitions.all(p, !has(p.to)))",message="a rewind sets where the pipeline resumes and it reads on from there: select.until, select.limit and select.partitions[].to don't apply to mode Rewind",fieldPath=".select"
 // +kubebuilder:validation:XValidation:rule="self.mode != 'Rewind' || !has(self.rateLimit) && !has(self.maxRedrives)",message="rateLimit and maxRedrives apply to copies, and mode Rewind copies nothing (the pipeline's own rateLimit paces what it reads again)",fieldPath=".mode"
+// +kubebuilder:validation:XValidation:rule="self.mode != 'Reprocess' || !has(self.maxRedrives)",message="maxRedrives applies to copies, and mode Reprocess copies nothing: it writes the selected records to the pipeline's sink",fieldPath=".maxRedrives"
 // +kubebuilder:validation:XValidation:rule="!has(self.truncate) || !self.truncate || self.from == 'DeadLetters' && self.mode == 'Redrive' && !(has(self.dryRun) && self.dryRun)",message="truncate deletes redriven dead letters: it needs from DeadLetters, mode Redrive and no dryRun",fieldPath=".truncate"
 // +kubebuilder:validation:XValidation:rule="oldSelf == self",message="a StreamReplay's spec can't be changed once created (it describes one run): create another StreamReplay"
 type StreamReplaySpec struct {
@@ -84,7 +96,8 @@ type StreamReplaySpec struct {
 	// Mode is what to do with the selected records. Redrive copies them to
 	// target; Rewind (from Source only) moves the pipeline's consumer group
 	// back to select.since or select.partitions[].from, so the pipeline
-	// processes everything after that point again.
+	// processes everything after that point again; Reprocess writes them to
+	// the pipeline's sink from a Job of the worker image.
 	// +kubebuilder:default=Redrive
 	// +optional
 	Mode ReplayMode `json:"mode,omitempty"`
@@ -268,9 +281,15 @@ type StreamReplayStatus struct {
 
 	// ProgressGroup is the consumer group that holds the replay's position:
 	// it commits in the same Kafka transaction as the copies, so a restarted
-	// replay resumes where the last committed copy left off.
+	// replay resumes where the last committed copy left off. For Reprocess,
+	// the Job commits it after each batch the sink acknowledged, with the
+	// partition's counts.
 	// +optional
 	ProgressGroup string `json:"progressGroup,omitempty"`
+
+	// Job is the Job that runs a Reprocess.
+	// +optional
+	Job string `json:"job,omitempty"`
 
 	// Matched is how many records the selection matched (known at the end of
 	// a dry run, and as soon as the snapshot is taken when select.limit is set).
@@ -283,7 +302,7 @@ type StreamReplayStatus struct {
 
 	// Done is how many selected records were copied (committed) to the target;
 	// for a rewind, how many records the pipeline reads again once it is
-	// Complete.
+	// Complete; for a reprocess, how many the sink took.
 	// +optional
 	Done int64 `json:"done"`
 
@@ -296,7 +315,9 @@ type StreamReplayStatus struct {
 	// pipeline's dead-letter topic (failed again through all their retries),
 	// counted by their sluice-redriven-by header; kept current while the
 	// redrive runs its course: from Complete until every copy had time to go
-	// through the retry topics (the retry backoffs plus 5 minutes).
+	// through the retry topics (the retry backoffs plus 5 minutes). For
+	// Reprocess: how many selected records the sink refused again (after the
+	// pipeline's retries, in place).
 	// +optional
 	FailedAgain *int64 `json:"failedAgain,omitempty"`
 

@@ -141,9 +141,10 @@ func main() {
 		os.Exit(1)
 	}
 	if err := (&controllers.StreamReplayReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: apiReader,
-		Recorder:  mgr.GetEventRecorder("sluice-operator"),
+		Client:      mgr.GetClient(),
+		APIReader:   apiReader,
+		Recorder:    mgr.GetEventRecorder("sluice-operator"),
+		WorkerImage: workerImage,
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "unable to set up the StreamReplay controller")
 		os.Exit(1)

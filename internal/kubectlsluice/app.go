@@ -44,9 +44,10 @@ Usage:
   kubectl sluice dlq PIPELINE [--limit N] [--class poison|transient]
                                                  peek dead letters with their failure headers decoded
   kubectl sluice redrive PIPELINE [--class C] [--message-contains S] [--since 1h]
-                                  [--target RetryTopic|Source] [--rate N] [--limit N] [--dry-run] [--no-wait]
-                                                 send dead letters back through the pipeline (a StreamReplay)
-  kubectl sluice replay PIPELINE --from-time T [--to-time T] [--target RetryTopic] [--rate N] [--dry-run] [--no-wait]
+                                  [--target RetryTopic|Source] [--reprocess] [--rate N] [--limit N] [--dry-run] [--no-wait]
+                                                 send dead letters back through the pipeline (a StreamReplay);
+                                                 --reprocess writes them to its sink from a Job instead
+  kubectl sluice replay PIPELINE --from-time T [--to-time T] [--target RetryTopic] [--reprocess] [--rate N] [--dry-run] [--no-wait]
                                                  send a time window of the source topic through the pipeline again
   kubectl sluice rewind PIPELINE (--to-time T | --ago 2h | --offset P=O ...) [--dry-run] [--no-wait]
                                                  move the pipeline's consumer group back (workers stop meanwhile)

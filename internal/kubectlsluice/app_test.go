@@ -192,6 +192,21 @@ func TestRedriveCreatesAReplayAndFollowsItUntilComplete(t *testing.T) {
 	if err != nil || !strings.Contains(out, "created") || strings.Contains(out, "Complete") {
 		t.Fatalf("--no-wait: %q %v", out, err)
 	}
+
+	out, err = f.run(t, "redrive", "orders", "--class", "poison", "--reprocess", "--no-wait")
+	if err != nil || !strings.Contains(out, "created") {
+		t.Fatalf("--reprocess: %q %v", out, err)
+	}
+	if err := k8s.List(context.Background(), list, client.InNamespace(f.ns)); err != nil {
+		t.Fatal(err)
+	}
+	modes := map[sluicev1.ReplayMode]int{}
+	for _, sr := range list.Items {
+		modes[sr.Spec.Mode]++
+	}
+	if modes[sluicev1.ReplayModeReprocess] != 1 {
+		t.Fatalf("modes of the replays %v, want one Reprocess", modes)
+	}
 }
 
 func TestReplayDryRunCountsTheWindow(t *testing.T) {

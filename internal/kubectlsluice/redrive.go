@@ -15,15 +15,17 @@ import (
 
 // replayFlags are the flags redrive and replay share.
 type replayFlags struct {
-	target string
-	rate   int
-	dryRun bool
-	noWait bool
-	limit  int64
+	target    string
+	reprocess bool
+	rate      int
+	dryRun    bool
+	noWait    bool
+	limit     int64
 }
 
 func (f *replayFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.target, "target", string(sluicev1.ReplayTargetRetryTopic), "where copies go: RetryTopic (the first retry topic) or Source")
+	fs.BoolVar(&f.reprocess, "reprocess", false, "write the records to the pipeline's sink from a Job of the worker image instead of copying them (mode Reprocess; AtLeastOnce pipelines)")
 	fs.IntVar(&f.rate, "rate", 0, "records per second at most (0: no cap)")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "count what matches and copy nothing")
 	fs.BoolVar(&f.noWait, "no-wait", false, "create the StreamReplay and return")
@@ -49,6 +51,9 @@ func (f *replayFlags) apply(sr *sluicev1.StreamReplay) error {
 		sr.Spec.Select.Limit = &l
 	}
 	sr.Spec.DryRun = f.dryRun
+	if f.reprocess {
+		sr.Spec.Mode = sluicev1.ReplayModeReprocess
+	}
 	return nil
 }
 

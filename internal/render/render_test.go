@@ -418,3 +418,19 @@ func TestStatefulSetForStaticMembers(t *testing.T) {
 		t.Errorf("dynamic worker config: staticMembership=%v maxJitter=%s", cfg.Consumer.StaticMembership, cfg.Startup.MaxJitter.Duration)
 	}
 }
+
+func TestReprocessJobNameFitsALabel(t *testing.T) {
+	long := strings.Repeat("r", 80)
+	for _, c := range []struct{ replay, want string }{
+		{"fix-amounts", "fix-amounts-reprocess"},
+		{strings.Repeat("a", 53), strings.Repeat("a", 53) + "-reprocess"},
+	} {
+		if got := ReprocessJobName(c.replay); got != c.want {
+			t.Errorf("ReprocessJobName(%q) = %q, want %q", c.replay, got, c.want)
+		}
+	}
+	a, b := ReprocessJobName(long), ReprocessJobName(long+"x")
+	if len(a) > 63 || len(b) > 63 || a == b || !strings.HasSuffix(a, "-reprocess") {
+		t.Errorf("long names %q and %q: want distinct, at most 63 characters, ending in -reprocess", a, b)
+	}
+}
