@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -166,6 +167,24 @@ func checkEffects(effects map[string]int, want []string) effectCheck {
 		}
 	}
 	return c
+}
+
+// checkAppliedOnce waits until every good record took effect at the
+// pipeline's service, reports the effects (and the redeliveries, which
+// at-least-once allows) as "effects", and fails on a duplicate effect or a
+// loss.
+func (s *suite) checkAppliedOnce(t testing.TB, rep *report, ns, pipeline string, good []string, within time.Duration) {
+	t.Helper()
+	eventually(t, within, "every record applied", func() (bool, string) {
+		c := checkEffects(s.recv.report(ns, pipeline).effects, good)
+		return c.lost == 0, fmt.Sprintf("%d of %d", c.applied, len(good))
+	})
+	r := s.recv.report(ns, pipeline)
+	c := checkEffects(r.effects, good)
+	rep.set("effects", "%d applied, %d duplicate, %d lost; %d redeliveries", c.applied, c.duplicates, c.lost, r.deliveries-r.keys)
+	if c.duplicates > 0 || c.lost > 0 {
+		t.Errorf("effects: %+v", c)
+	}
 }
 
 // firstDelivery is when each address first delivered, sorted by time.

@@ -85,16 +85,8 @@ func TestScenario4RolloutIsStaggeredAndWarmsUp(t *testing.T) {
 	})
 	rep.set("rollout took", "%.1fs", time.Since(changed).Seconds())
 
-	eventually(t, 5*time.Minute, "the backlog consumed", func() (bool, string) {
-		c := checkEffects(s.recv.report(ns, sp.Name).effects, good)
-		return c.lost == 0, fmt.Sprintf("%d of %d", c.applied, len(good))
-	})
+	s.checkAppliedOnce(t, rep, ns, sp.Name, good, 5*time.Minute)
 	r := s.recv.report(ns, sp.Name)
-	c := checkEffects(r.effects, good)
-	rep.set("effects", "%d applied, %d duplicate, %d lost; %d redeliveries", c.applied, c.duplicates, c.lost, r.deliveries-r.keys)
-	if c.duplicates > 0 || c.lost > 0 {
-		t.Errorf("effects: %+v", c)
-	}
 
 	// Each new pod: its jitter (from its log), its container start, its first
 	// delivery, and the most it delivered in any second of its warm-up.

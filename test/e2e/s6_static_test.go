@@ -82,16 +82,7 @@ func TestScenario8StaticMembersRollInPlace(t *testing.T) {
 	s.checkSlots(t, ctx, ns, sp.Name, slots)
 	s.waitReady(t, ns, sp.Name, 2*time.Minute)
 
-	eventually(t, 5*time.Minute, "every record applied", func() (bool, string) {
-		c := checkEffects(s.recv.report(ns, sp.Name).effects, good)
-		return c.lost == 0, fmt.Sprintf("%d of %d", c.applied, len(good))
-	})
-	r := s.recv.report(ns, sp.Name)
-	c := checkEffects(r.effects, good)
-	rep.set("effects", "%d applied, %d duplicate, %d lost; %d redeliveries", c.applied, c.duplicates, c.lost, r.deliveries-r.keys)
-	if c.duplicates > 0 || c.lost > 0 {
-		t.Errorf("effects: %+v", c)
-	}
+	s.checkAppliedOnce(t, rep, ns, sp.Name, good, 5*time.Minute)
 
 	// Scale-down to 2: slot 2's pod goes; its member would hold its
 	// partitions for the 45 s session timeout; the operator removes it.
