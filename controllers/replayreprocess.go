@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -28,6 +29,11 @@ const (
 	ReasonReprocessJobCreated  = "JobCreated"
 	ReasonReprocessFailed      = "JobFailed"
 )
+
+// maxReprocessPlanBytes bounds the plan in the Job's environment: Linux
+// refuses to start a process with a single environment string over 128 KiB
+// (about 1,700 partitions of plan).
+const maxReprocessPlanBytes = 120_000
 
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
 
@@ -76,6 +82,21 @@ func (r *StreamReplayReconciler) reprocess(ctx context.Context, sr *sluicev1.Str
 	return ctrl.Result{RequeueAfter: replayProgressInterval * 5}, nil
 }
 
+// encodeReprocessPlan is the plan as the Job's environment carries it; a plan
+// too large for an environment variable is an InvalidSelectionError.
+func encodeReprocessPlan(p replay.ReprocessPlan) ([]byte, error) {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxReprocessPlanBytes {
+		return nil, &replay.InvalidSelectionError{Field: "spec.select.partitions", Message: fmt.Sprintf(
+			"the Reprocess plan of %d partitions is %d bytes, more than the %d an environment variable of the Job's container can hold; select fewer partitions (several replays)",
+			len(p.Partitions), len(data), maxReprocessPlanBytes)}
+	}
+	return data, nil
+}
+
 // createReprocessJob renders the plan and the Job, and records the Job in
 // status.
 func (r *StreamReplayReconciler) createReprocessJob(ctx context.Context, sr *sluicev1.StreamReplay, sp *sluicev1.StreamPipeline, plan replayPlan, name string) (ctrl.Result, error) {
@@ -84,7 +105,11 @@ func (r *StreamReplayReconciler) createReprocessJob(ctx context.Context, sr *slu
 		Partitions: snapshotParts(sr.Status.Snapshot), Select: plan.sel, RateLimit: int(sr.RateLimitOr()),
 		DeadLetter: sr.Spec.From != sluicev1.ReplayFromDeadLetters,
 	}
-	data, err := json.Marshal(p)
+	data, err := encodeReprocessPlan(p)
+	var invalid *replay.InvalidSelectionError
+	if errors.As(err, &invalid) {
+		return ctrl.Result{}, r.fail(ctx, sr, ReasonInvalidSelection, err.Error())
+	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
