@@ -36,6 +36,9 @@ const (
 const maxReprocessPlanBytes = 120_000
 
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
+// The Job's owner reference blocks the replay's deletion until the Job is
+// gone, which OwnerReferencesPermissionEnforcement checks against this:
+// +kubebuilder:rbac:groups=streaming.sluice.dev,resources=streamreplays/finalizers,verbs=update
 
 // reprocess runs a StreamReplay of mode Reprocess in reconcile steps: the
 // snapshot (start, shared with Redrive), then a Job of the worker image that
@@ -44,11 +47,12 @@ const maxReprocessPlanBytes = 120_000
 // runs, done and failedAgain come from the counts its pod commits with its
 // position.
 func (r *StreamReplayReconciler) reprocess(ctx context.Context, sr *sluicev1.StreamReplay, sp *sluicev1.StreamPipeline, plan replayPlan, conn []kgo.Opt) (ctrl.Result, error) {
-	if sp.Semantics() == sluicev1.ExactlyOnce {
-		return ctrl.Result{}, r.fail(ctx, sr, ReasonReprocessUnsupported, fmt.Sprintf(
-			"spec.mode Reprocess writes the records through the pipeline's idempotency key; pipeline %s is ExactlyOnce (its sink keeps exactly-once with offsets or transactions, not keys): use mode Rewind", sp.Name))
-	}
 	if len(sr.Status.Snapshot) == 0 && sr.Status.Phase != sluicev1.ReplayPhaseRunning {
+		// Checked before it starts only: a running Job is followed to its end.
+		if sp.Semantics() == sluicev1.ExactlyOnce {
+			return ctrl.Result{}, r.fail(ctx, sr, ReasonReprocessUnsupported, fmt.Sprintf(
+				"spec.mode Reprocess writes the records through the pipeline's idempotency key; pipeline %s is ExactlyOnce (its sink keeps exactly-once with offsets or transactions, not keys): use mode Rewind", sp.Name))
+		}
 		return r.start(ctx, sr, sp, plan, conn)
 	}
 	name := render.ReprocessJobName(sr.Name)
@@ -59,6 +63,11 @@ func (r *StreamReplayReconciler) reprocess(ctx context.Context, sr *sluicev1.Str
 	}
 	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if !metav1.IsControlledBy(job, sr) {
+		// A Job of an earlier replay of the same name, still being deleted.
+		return ctrl.Result{RequeueAfter: replayRetryInterval}, r.pending(ctx, sr, ReasonReprocessJobCreated,
+			fmt.Sprintf("Job %s belongs to another StreamReplay (an earlier one of this name); waiting until it is gone", name))
 	}
 	switch {
 	case jobCondition(job, batchv1.JobComplete):

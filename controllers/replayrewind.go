@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/render"
 	"github.com/sluice-dev/sluice/internal/replay"
 	"github.com/sluice-dev/sluice/worker/sink"
 )
@@ -111,14 +112,18 @@ func (r *StreamReplayReconciler) startRewind(ctx context.Context, sr *sluicev1.S
 // may have left a static member, or another consumer uses the group).
 func (r *StreamReplayReconciler) workersRunning(ctx context.Context, sp *sluicev1.StreamPipeline, adm *kadm.Client) (string, error) {
 	pods := &corev1.PodList{}
-	if err := r.List(ctx, pods, client.InNamespace(sp.Namespace), client.MatchingLabels{sluicev1.LabelPipeline: sp.Name}); err != nil {
+	// The workload's pods, not a Reprocess Job's (which carry the pipeline
+	// label too); pods that ended hold no membership.
+	if err := r.List(ctx, pods, client.InNamespace(sp.Namespace), client.MatchingLabels(render.SelectorLabels(sp))); err != nil {
 		return "", err
 	}
-	if n := len(pods.Items); n > 0 {
-		names := make([]string, 0, n)
-		for _, p := range pods.Items {
+	var names []string
+	for _, p := range pods.Items {
+		if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
 			names = append(names, p.Name)
 		}
+	}
+	if n := len(names); n > 0 {
 		slices.Sort(names)
 		return fmt.Sprintf("%d worker pods left (%s)", n, strings.Join(names, ", ")), nil
 	}

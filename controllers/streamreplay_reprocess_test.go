@@ -105,7 +105,7 @@ func TestReprocessRunsTheSelectionInAJobOfTheWorkerImage(t *testing.T) {
 	g.Expect(pod.Containers[0].ReadinessProbe).To(BeNil())
 	g.Expect(pod.Containers[0].LivenessProbe).To(BeNil())
 	g.Expect(pod.RestartPolicy).To(Equal(corev1.RestartPolicyNever))
-	g.Expect(pod.Containers[0].TerminationMessagePolicy).To(Equal(corev1.TerminationMessageReadFile))
+	g.Expect(pod.Containers[0].TerminationMessagePolicy).To(Equal(corev1.TerminationMessageFallbackToLogsOnError))
 	g.Expect(job.Spec.Template.Labels).To(HaveKeyWithValue(sluicev1.LabelPipeline, sp.Name))
 	g.Expect(job.Spec.Template.Labels).NotTo(HaveKeyWithValue("app.kubernetes.io/component", "worker"), "not one of the workload's pods")
 	g.Expect(job.OwnerReferences).To(ContainElement(HaveField("UID", got.UID)), "owned by its replay")
@@ -181,4 +181,31 @@ func TestReprocessOfAnExactlyOncePipelineFails(t *testing.T) {
 	g.Consistently(func() error {
 		return k8s.Get(context.Background(), types.NamespacedName{Namespace: sr.Namespace, Name: render.ReprocessJobName(sr.Name)}, job)
 	}).WithTimeout(time.Second).Should(HaveOccurred())
+}
+
+// TestRewindWaitsOnlyForTheWorkloadsRunningPods: a rewind holds until the
+// pipeline's worker pods are gone; a Reprocess Job's pod (the pipeline's
+// label, another component) and a worker pod that ended don't count.
+func TestRewindWaitsOnlyForTheWorkloadsRunningPods(t *testing.T) {
+	g := NewWithT(t)
+	k := newKafka(t, 1)
+	ns := newNamespace(t)
+	sp := logPipeline(ns, "orders")
+	ctx := context.Background()
+	pod := func(name string, labels map[string]string, phase corev1.PodPhase) {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: render.ContainerName, Image: testImage}}}}
+		g.Expect(k8s.Create(ctx, p)).To(Succeed())
+		p.Status.Phase = phase
+		g.Expect(k8s.Status().Update(ctx, p)).To(Succeed())
+	}
+	job := render.ReprocessJob(sp, render.DeploymentParams{Image: testImage}, "fix-reprocess", []byte("{}"), metav1.OwnerReference{})
+	pod("fix-reprocess-x1", job.Spec.Template.Labels, corev1.PodRunning)
+	pod("orders-worker-ended", render.Labels(sp), corev1.PodSucceeded)
+	r := &StreamReplayReconciler{Client: k8s}
+	g.Eventually(func() (string, error) { return r.workersRunning(ctx, sp, k.adm) }).
+		WithTimeout(timeout).WithPolling(poll).Should(BeEmpty(), "neither pod is one of the workload's running pods")
+	pod("orders-worker-running", render.Labels(sp), corev1.PodRunning)
+	g.Eventually(func() (string, error) { return r.workersRunning(ctx, sp, k.adm) }).
+		WithTimeout(timeout).WithPolling(poll).Should(ContainSubstring("1 worker pods left (orders-worker-running)"))
 }

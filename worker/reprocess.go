@@ -29,6 +29,10 @@ const (
 	TerminationLogEnv = replay.TerminationLogEnv
 )
 
+// ErrReprocessUnsupported: the pipeline's guarantee can't be reprocessed
+// through keys (the binary exits with 2: the Job fails at once).
+var ErrReprocessUnsupported = errors.New("reprocess needs AtLeastOnce delivery (an idempotent sink): this pipeline is ExactlyOnce; use a StreamReplay of mode Rewind")
+
 // reprocessBatch bounds the records written in one sink call and committed
 // in one position update.
 const reprocessBatch = 500
@@ -46,7 +50,7 @@ func (w *Worker) Reprocess(ctx context.Context, plan ReprocessPlan) (ReprocessRe
 	if w.exactlyOnce() || w.offsetsInDB() {
 		// Its sinks keep exactly-once with offsets and transactions, not keys:
 		// a rewind is the way to process records again.
-		return ReprocessResult{}, errors.New("reprocess needs AtLeastOnce delivery (an idempotent sink): this pipeline is ExactlyOnce; use a StreamReplay of mode Rewind")
+		return ReprocessResult{}, ErrReprocessUnsupported
 	}
 	var err error
 	if w.tracing, err = w.newTracing(ctx); err != nil {
@@ -146,6 +150,9 @@ type reprocessRun struct {
 	adm     *kadm.Client
 	limiter *rate.Limiter
 	counts  reprocessCounts
+	// failedCalls counts the sink calls in a row whose every record failed
+	// transiently.
+	failedCalls int
 }
 
 // read consumes the partitions from their positions to their ends and
@@ -166,18 +173,33 @@ func (r *reprocessRun) read(ctx context.Context, opts []kgo.Opt, left []replay.P
 	}
 	defer reader.Close()
 	for len(ends) > 0 {
-		fetches := reader.PollRecords(ctx, reprocessBatch)
+		pollCtx, cancel := context.WithTimeout(ctx, reprocessIdlePoll)
+		fetches := reader.PollRecords(pollCtx, reprocessBatch)
+		cancel()
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		var fatal error
 		fetches.EachError(func(topic string, p int32, err error) {
-			if errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
+			switch {
+			case errors.Is(err, context.DeadlineExceeded):
+			case errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed):
 				fatal = err
+			default:
+				r.w.log.Warn("reprocess: could not read a partition; retrying", "topic", topic, "partition", p, "err", err)
 			}
 		})
 		if fatal != nil {
 			return fatal
+		}
+		if fetches.NumRecords() == 0 {
+			// Nothing came: a partition whose records up to its end were
+			// deleted since the snapshot (retention, DeleteRecords) will
+			// never show one; it is finished.
+			if err := r.finishEmptied(ctx, ends, reader); err != nil {
+				return err
+			}
+			continue
 		}
 		var err error
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
@@ -197,6 +219,45 @@ func (r *reprocessRun) read(ctx context.Context, opts []kgo.Opt, left []replay.P
 		}
 	}
 	return nil
+}
+
+// reprocessIdlePoll is how long a poll waits for records before the run
+// checks whether the partitions it waits on still hold any.
+const reprocessIdlePoll = 5 * time.Second
+
+// finishEmptied ends the partitions whose log now starts at or past their
+// snapshot end: the records left to read were deleted (retention,
+// DeleteRecords) and can't be reprocessed. Their position is committed at the
+// end, with the counts unchanged, and the loss is logged.
+func (r *reprocessRun) finishEmptied(ctx context.Context, ends map[tpKey]int64, reader *kgo.Client) error {
+	topics := map[string]bool{}
+	for k := range ends {
+		topics[k.topic] = true
+	}
+	var names []string
+	for t := range topics {
+		names = append(names, t)
+	}
+	starts, err := r.adm.ListStartOffsets(ctx, names...)
+	if err != nil {
+		return fmt.Errorf("list the start offsets of %v: %w", names, err)
+	}
+	var emptied []error
+	starts.Each(func(o kadm.ListedOffset) {
+		k := tpKey{o.Topic, o.Partition}
+		end, ok := ends[k]
+		if !ok || o.Err != nil || o.Offset < end {
+			return
+		}
+		r.w.log.Warn("reprocess: the records left to read in a partition were deleted since the snapshot; it ends there", "topic", o.Topic, "partition", o.Partition, "logStart", o.Offset, "snapshotEnd", end)
+		if err := r.commit(ctx, k, end, r.counts[k]); err != nil {
+			emptied = append(emptied, err)
+			return
+		}
+		delete(ends, k)
+		reader.PauseFetchPartitions(map[string][]int32{k.topic: {k.partition}})
+	})
+	return errors.Join(emptied...)
 }
 
 // partition handles one poll's records of a partition (offset order), in
@@ -261,10 +322,11 @@ func (r *reprocessRun) partition(ctx context.Context, k tpKey, recs []*kgo.Recor
 	return recs[len(recs)-1].Offset >= end-1, nil
 }
 
-// deliver writes a batch (through the rate limit, with the processing
-// timeout), retries its failures in place with the pipeline's backoff, and
-// settles what still fails. It returns the records done and failed; an error
-// means the position must not move (the run stops and is resumed).
+// deliver writes a batch (through the rate limit, in sink calls of the
+// sink's batch size, each with the processing timeout), retries its failures
+// in place with the pipeline's backoff, and settles what still fails. It
+// returns the records done and failed; an error means the position must not
+// move (the run stops and is resumed).
 func (r *reprocessRun) deliver(ctx context.Context, batch []*message) (done, failed int64, err error) {
 	if len(batch) == 0 {
 		return 0, 0, nil
@@ -277,14 +339,19 @@ func (r *reprocessRun) deliver(ctx context.Context, batch []*message) (done, fai
 	}
 	attempts := len(w.cfg.Delivery.RetryTopics) + 1
 	pending := batch
-	for attempt := 1; len(pending) > 0; attempt++ {
-		recs := make([]*sink.Record, len(pending))
-		for i, m := range pending {
-			recs[i] = &m.sink
-		}
-		errs := w.write(ctx, recs)
+	for attempt := 1; len(pending) > 0; {
+		errs, sinkFailing := r.write(ctx, pending)
 		if err := ctx.Err(); err != nil {
 			return 0, 0, err
+		}
+		if sinkFailing {
+			// The sink is down, not these records: hold them, as an open
+			// circuit does, without spending their attempts.
+			w.log.Warn("reprocess: the sink is failing; holding the records", "for", w.cfg.CircuitBreaker.OpenDuration.Duration, "err", errors.Join(errs...))
+			if !sleepCtx(ctx, w.cfg.CircuitBreaker.OpenDuration.Duration) {
+				return 0, 0, ctx.Err()
+			}
+			continue
 		}
 		var again []*message
 		for i, m := range pending {
@@ -305,8 +372,46 @@ func (r *reprocessRun) deliver(ctx context.Context, batch []*message) (done, fai
 		if len(pending) > 0 && !sleepCtx(ctx, w.backoff.delay(attempt)) {
 			return 0, 0, ctx.Err()
 		}
+		attempt++
 	}
 	return done, failed, nil
+}
+
+// write sends msgs to the sink in calls of its batch size and returns each
+// record's error, and whether the sink is failing as a whole (what opens the
+// pipeline's circuit): a call of several records all of which failed
+// transiently, or FailureThreshold calls in a row that did (one record per
+// call can't tell a bad record from a sick sink until then).
+func (r *reprocessRun) write(ctx context.Context, msgs []*message) (errs []error, failing bool) {
+	w := r.w
+	size := w.snk.MaxBatch()
+	if size <= 0 {
+		size = len(msgs)
+	}
+	errs = make([]error, 0, len(msgs))
+	for from := 0; from < len(msgs); from += size {
+		chunk := msgs[from:min(from+size, len(msgs))]
+		recs := make([]*sink.Record, len(chunk))
+		for i, m := range chunk {
+			recs[i] = &m.sink
+		}
+		out := w.write(ctx, recs)
+		allTransient := true
+		for _, err := range out {
+			if failure.ClassOf(err) != failure.ClassTransient {
+				allTransient = false
+			}
+		}
+		if allTransient {
+			r.failedCalls++
+			failing = failing || len(chunk) > 1
+		} else {
+			r.failedCalls = 0
+		}
+		errs = append(errs, out...)
+	}
+	threshold := max(int(w.cfg.CircuitBreaker.FailureThreshold), 1)
+	return errs, failing || r.failedCalls >= threshold
 }
 
 // failed settles a record that failed again: a dead-letter copy when the plan

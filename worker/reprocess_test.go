@@ -15,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluice-dev/sluice/internal/replay"
 	"github.com/sluice-dev/sluice/internal/workerconfig"
@@ -262,5 +263,81 @@ func TestReprocessSurvivesKills(t *testing.T) {
 	t.Logf("redeliveries after 4 kills: %d (at most 4 × %d; the let-through inserts are read again)", redelivered, reprocessBatch)
 	if redelivered > 4*reprocessBatch {
 		t.Errorf("%d redeliveries: a run did not resume from the committed position", redelivered)
+	}
+}
+
+// TestReprocessHoldsTheRecordsWhileTheSinkIsDown: the table is locked for a
+// while, longer than the processing timeout (every batch fails transiently,
+// as a whole): the run holds the records as an open circuit does instead of
+// spending their attempts, and writes every one once the lock is gone; none
+// counts as failed.
+func TestReprocessHoldsTheRecordsWhileTheSinkIsDown(t *testing.T) {
+	b := newBroker(t)
+	b.createTopics(1, allTopics...)
+	dsn, conn := postgresDB(t)
+	dsnFile := filepath.Join(t.TempDir(), "dsn")
+	if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.produce("orders", 0, 50, func(i int, r *kgo.Record) { r.Value = fmt.Appendf(nil, `{"id":"r-%d","n":%d}`, i, i) })
+	cfg := postgresSinkConfig(b, dsnFile)
+	cfg.CircuitBreaker.OpenDuration = metav1.Duration{Duration: 300 * time.Millisecond}
+	cfg.Delivery.ProcessingTimeout = metav1.Duration{Duration: 200 * time.Millisecond}
+	w := reprocessWorker(t, cfg)
+	ctx := context.Background()
+	lock, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.Exec(ctx, "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan ReprocessResult, 1)
+	go func() {
+		res, err := w.Reprocess(ctx, reprocessPlan(t, b, "orders", b.group+".reprocess-e", replay.Selection{}, true))
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	time.Sleep(2 * time.Second) // several backoffs' worth of failed batches
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case res := <-done:
+		if res.Done != 50 || res.Failed != 0 {
+			t.Errorf("%+v, want all 50 done, none failed: the sink was down, not the records", res)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the run did not finish after the table came back")
+	}
+	if dlq := b.readAll("orders.dlq"); len(dlq) != 0 {
+		t.Errorf("%d records dead-lettered while the sink was down", len(dlq))
+	}
+}
+
+// TestReprocessEndsAPartitionWhoseRecordsWereDeleted: the records left to
+// read were deleted after the snapshot (retention, DeleteRecords): the run
+// ends that partition instead of waiting for a record that can't come.
+func TestReprocessEndsAPartitionWhoseRecordsWereDeleted(t *testing.T) {
+	b := newBroker(t)
+	b.createTopics(1, allTopics...)
+	deadLetters(t, b, 20, 0)
+	plan := reprocessPlan(t, b, "orders.dlq", b.group+".reprocess-f", replay.Selection{}, false)
+	del := kadm.Offsets{}
+	del.AddOffset(b.name("orders.dlq"), 0, 20, -1)
+	if _, err := b.admin.DeleteRecords(context.Background(), del); err != nil {
+		t.Fatal(err)
+	}
+	dsnFile, _ := ordersDB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := reprocessWorker(t, postgresSinkConfig(b, dsnFile)).Reprocess(ctx, plan)
+	if err != nil {
+		t.Fatalf("%v: the run waited for deleted records", err)
+	}
+	if res.Done != 0 || res.Failed != 0 {
+		t.Errorf("%+v, want nothing done or failed", res)
 	}
 }

@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -82,6 +83,10 @@ func reprocess(ctx context.Context, w *worker.Worker, log *slog.Logger, planJSON
 		return 2
 	}
 	res, err := w.Reprocess(ctx, plan)
+	if errors.Is(err, worker.ErrReprocessUnsupported) {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
 	if err != nil {
 		log.Error("reprocess stopped; a new run resumes from the committed position", "err", err, "done", res.Done, "failed", res.Failed)
 		return 1

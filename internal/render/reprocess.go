@@ -40,7 +40,8 @@ func ReprocessJobName(replayName string) string {
 // resources, scheduling) with the plan in its environment, without the probes
 // (the run serves nothing) and never restarted in place; a failed pod is
 // replaced (the new one resumes from the committed position), except that an
-// invalid config or plan (exit code 2) fails the Job at once. owner is the
+// invalid config or plan (exit code 2) fails the Job at once, and a pod
+// evicted or drained doesn't count as failed. owner is the
 // StreamReplay: deleting it deletes the Job.
 func ReprocessJob(sp *sluicev1.StreamPipeline, p DeploymentParams, name string, plan []byte, owner metav1.OwnerReference) *batchv1.Job {
 	tmpl := workerPodTemplate(sp, p, batchv1.ControllerUidLabel)
@@ -50,8 +51,9 @@ func ReprocessJob(sp *sluicev1.StreamPipeline, p DeploymentParams, name string, 
 	c := &tmpl.Spec.Containers[0]
 	c.LivenessProbe, c.ReadinessProbe, c.Ports = nil, nil, nil
 	c.Env = append(c.Env, corev1.EnvVar{Name: replay.ReprocessPlanEnv, Value: string(plan)})
-	// The result (JSON) is the termination message the operator reads.
-	c.TerminationMessagePolicy = corev1.TerminationMessageReadFile
+	// The result (JSON) is the termination message the operator reads; a pod
+	// that fails leaves its log's tail there instead.
+	c.TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
 	delete(tmpl.Annotations, "prometheus.io/scrape")
 
 	labels := Labels(sp)
@@ -69,6 +71,11 @@ func ReprocessJob(sp *sluicev1.StreamPipeline, p DeploymentParams, name string, 
 				OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{
 					ContainerName: ptr.To(ContainerName), Operator: batchv1.PodFailurePolicyOnExitCodesOpIn, Values: []int32{2},
 				},
+			}, {
+				// An eviction or a drain is not the run's failure: it doesn't
+				// count against the backoff limit.
+				Action:          batchv1.PodFailurePolicyActionIgnore,
+				OnPodConditions: []batchv1.PodFailurePolicyOnPodConditionsPattern{{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue}},
 			}}},
 			Template: tmpl,
 		},
