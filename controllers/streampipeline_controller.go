@@ -112,6 +112,10 @@ func (r *StreamPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	defer func() {
 		var err error
 		result, err = r.finish(ctx, s, result, retErr)
+		if err != nil && goingAway(ctx, err) {
+			log.FromContext(ctx).V(1).Info("reconcile cut short: the pipeline's namespace is being deleted, or the operator is stopping", "err", err.Error())
+			result, err = ctrl.Result{}, nil
+		}
 		retErr = err
 	}()
 	if !sp.DeletionTimestamp.IsZero() {
@@ -177,6 +181,15 @@ func (r *StreamPipelineReconciler) finish(ctx context.Context, s *scope, result 
 		return ctrl.Result{RequeueAfter: r.StalledRetryInterval}, nil
 	}
 	return result, reconcileErr
+}
+
+// goingAway tells the failures that are not the reconcile's to report: the
+// pipeline's namespace is being deleted (the API server refuses new objects
+// there, and the pipeline goes with the namespace), or the operator is
+// stopping (its context ended mid-write; the next leader reconciles again).
+func goingAway(ctx context.Context, err error) bool {
+	return apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) ||
+		ctx.Err() != nil && errors.Is(err, context.Canceled)
 }
 
 // release lets go of a pipeline that is gone: its share of the Kafka client,
