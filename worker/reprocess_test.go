@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -65,6 +66,17 @@ func reprocessPlan(t *testing.T, b *broker, topic, group string, sel replay.Sele
 	return plan
 }
 
+// sinkDB is postgresDB with its DSN in a file, as the sink reads it.
+func sinkDB(t *testing.T) (string, *pgx.Conn) {
+	t.Helper()
+	dsn, conn := postgresDB(t)
+	file := filepath.Join(t.TempDir(), "dsn")
+	if err := os.WriteFile(file, []byte(dsn), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file, conn
+}
+
 func postgresSinkConfig(b *broker, dsnFile string) *workerconfig.Config {
 	cfg := b.config()
 	cfg.Sink = workerconfig.Sink{Postgres: &workerconfig.PostgresSink{DSNFile: dsnFile, Table: "orders", KeyColumn: "id", PayloadColumn: "payload"}}
@@ -89,11 +101,7 @@ func reprocessWorker(t *testing.T, cfg *workerconfig.Config) *Worker {
 func TestReprocessWritesTheSelectedDeadLettersUnderTheirOriginalKeys(t *testing.T) {
 	b := newBroker(t)
 	b.createTopics(2, allTopics...)
-	dsn, conn := postgresDB(t)
-	dsnFile := filepath.Join(t.TempDir(), "dsn")
-	if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dsnFile, conn := sinkDB(t)
 	good, bad := deadLetters(t, b, 200, 20)
 	// A transient dead letter the selection leaves out.
 	b.produce("orders.dlq", 200, 201, func(i int, r *kgo.Record) {
@@ -131,11 +139,7 @@ func TestReprocessWritesTheSelectedDeadLettersUnderTheirOriginalKeys(t *testing.
 func TestReprocessOfTheSourceDeadLettersWhatFailsAgain(t *testing.T) {
 	b := newBroker(t)
 	b.createTopics(1, allTopics...)
-	dsn, conn := postgresDB(t)
-	dsnFile := filepath.Join(t.TempDir(), "dsn")
-	if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dsnFile, conn := sinkDB(t)
 	b.produce("orders", 0, 50, func(i int, r *kgo.Record) {
 		r.Value = fmt.Appendf(nil, `{"id":"r-%d","n":%d}`, i, i)
 		if i%10 == 3 {
@@ -274,11 +278,7 @@ func TestReprocessSurvivesKills(t *testing.T) {
 func TestReprocessHoldsTheRecordsWhileTheSinkIsDown(t *testing.T) {
 	b := newBroker(t)
 	b.createTopics(1, allTopics...)
-	dsn, conn := postgresDB(t)
-	dsnFile := filepath.Join(t.TempDir(), "dsn")
-	if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dsnFile, conn := sinkDB(t)
 	b.produce("orders", 0, 50, func(i int, r *kgo.Record) { r.Value = fmt.Appendf(nil, `{"id":"r-%d","n":%d}`, i, i) })
 	cfg := postgresSinkConfig(b, dsnFile)
 	cfg.CircuitBreaker.OpenDuration = metav1.Duration{Duration: 300 * time.Millisecond}
