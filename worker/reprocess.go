@@ -105,12 +105,7 @@ func (w *Worker) Reprocess(ctx context.Context, plan ReprocessPlan) (ReprocessRe
 }
 
 // reprocessCounts are the counts per partition, as committed.
-type reprocessCounts map[tpKey]replay.ReprocessCounts
-
-type tpKey struct {
-	topic     string
-	partition int32
-}
+type reprocessCounts map[tp]replay.ReprocessCounts
 
 func (c reprocessCounts) sum() ReprocessResult {
 	var out ReprocessResult
@@ -134,7 +129,7 @@ func reprocessPosition(ctx context.Context, adm *kadm.Client, plan ReprocessPlan
 		at := p.Start
 		if c, ok := committed.Lookup(p.Topic, p.Partition); ok && c.At > at {
 			at = min(c.At, p.End)
-			counts[tpKey{p.Topic, p.Partition}] = committedCounts[p.Topic][p.Partition]
+			counts[tp{p.Topic, p.Partition}] = committedCounts[p.Topic][p.Partition]
 		}
 		if at < p.End {
 			left = append(left, replay.Partition{Topic: p.Topic, Partition: p.Partition, Start: at, End: p.End})
@@ -158,10 +153,10 @@ type reprocessRun struct {
 // read consumes the partitions from their positions to their ends and
 // handles each poll's records partition by partition.
 func (r *reprocessRun) read(ctx context.Context, opts []kgo.Opt, left []replay.Partition) error {
-	ends := map[tpKey]int64{}
+	ends := map[tp]int64{}
 	offsets := map[string]map[int32]kgo.Offset{}
 	for _, p := range left {
-		ends[tpKey{p.Topic, p.Partition}] = p.End
+		ends[tp{p.Topic, p.Partition}] = p.End
 		if offsets[p.Topic] == nil {
 			offsets[p.Topic] = map[int32]kgo.Offset{}
 		}
@@ -203,7 +198,7 @@ func (r *reprocessRun) read(ctx context.Context, opts []kgo.Opt, left []replay.P
 		}
 		var err error
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-			k := tpKey{fp.Topic, fp.Partition}
+			k := tp{fp.Topic, fp.Partition}
 			end, ok := ends[k]
 			if err != nil || !ok || len(fp.Records) == 0 {
 				return
@@ -229,7 +224,7 @@ const reprocessIdlePoll = 5 * time.Second
 // snapshot end: the records left to read were deleted (retention,
 // DeleteRecords) and can't be reprocessed. Their position is committed at the
 // end, with the counts unchanged, and the loss is logged.
-func (r *reprocessRun) finishEmptied(ctx context.Context, ends map[tpKey]int64, reader *kgo.Client) error {
+func (r *reprocessRun) finishEmptied(ctx context.Context, ends map[tp]int64, reader *kgo.Client) error {
 	topics := map[string]bool{}
 	for k := range ends {
 		topics[k.topic] = true
@@ -244,7 +239,7 @@ func (r *reprocessRun) finishEmptied(ctx context.Context, ends map[tpKey]int64, 
 	}
 	var emptied []error
 	starts.Each(func(o kadm.ListedOffset) {
-		k := tpKey{o.Topic, o.Partition}
+		k := tp{o.Topic, o.Partition}
 		end, ok := ends[k]
 		if !ok || o.Err != nil || o.Offset < end {
 			return
@@ -264,7 +259,7 @@ func (r *reprocessRun) finishEmptied(ctx context.Context, ends map[tpKey]int64, 
 // batches: each is written, its failures settled, and the position after it
 // committed with the partition's counts. It reports whether the partition
 // reached its end.
-func (r *reprocessRun) partition(ctx context.Context, k tpKey, recs []*kgo.Record, end int64) (bool, error) {
+func (r *reprocessRun) partition(ctx context.Context, k tp, recs []*kgo.Record, end int64) (bool, error) {
 	w := r.w
 	var batch []*message
 	var next int64
@@ -434,7 +429,7 @@ func (r *reprocessRun) failed(ctx context.Context, m *message, cause error) erro
 }
 
 // commit stores a partition's position and counts in the replay's group.
-func (r *reprocessRun) commit(ctx context.Context, k tpKey, next int64, pc replay.ReprocessCounts) error {
+func (r *reprocessRun) commit(ctx context.Context, k tp, next int64, pc replay.ReprocessCounts) error {
 	meta, err := json.Marshal(pc)
 	if err != nil {
 		return err
