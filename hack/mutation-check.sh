@@ -167,6 +167,12 @@ add "reprocess-commit-first" \
   's/(\nfunc \(r \*reprocessRun\) partition\((?:(?!\nfunc ).)*?\t\tpc := r\.counts\[k\]\n)/$1\t\tif err := r.commit(ctx, k, next, pc); err != nil { \/\/ MUTATION: the position first\n\t\t\treturn err\n\t\t}\n/s' \
   "TestReprocessSurvivesKills"
 
+add "coordinator-not-awaited" \
+  "a replay reads or commits its group's offsets once, failing its run while the group's coordinator is not there yet (a cluster just started)" \
+  internal/replay/coordinator.go \
+  's/if !coordinatorUnsettled\(err\) \|\|/if true || \/\/ MUTATION: no second ask\n\t\t\t/' \
+  "TestGroupReadsWaitForTheCoordinator" "./internal/replay/"
+
 selected=("$@")
 if [ ${#selected[@]} -eq 0 ]; then
   for i in "${!names[@]}"; do selected+=($((i + 1))); done

@@ -98,7 +98,9 @@ func membersOf(group, state string, ids []string) string {
 // worker of ExactlyOnce delivery with the kafka sink killed mid-transaction):
 // an aborted one must not be taken for the position.
 func CommittedOffsets(ctx context.Context, adm *kadm.Client, group, topic string) (map[int32]int64, error) {
-	fetched, err := adm.FetchOffsetsForTopics(kadm.RequireStable(ctx), group, topic)
+	fetched, err := untilCoordinatorSettles(ctx, func() (kadm.OffsetResponses, error) {
+		return adm.FetchOffsetsForTopics(kadm.RequireStable(ctx), group, topic)
+	})
 	if errors.Is(err, kerr.GroupIDNotFound) {
 		return map[int32]int64{}, nil // kfake's answer for a group that never committed
 	}
@@ -128,7 +130,8 @@ func CommitMoves(ctx context.Context, adm *kadm.Client, group, topic string, mov
 	for _, m := range moves {
 		offsets.AddOffset(topic, m.Partition, m.To, -1)
 	}
-	if err := adm.CommitAllOffsets(ctx, group, offsets); err != nil {
+	_, err := untilCoordinatorSettles(ctx, func() (struct{}, error) { return struct{}{}, adm.CommitAllOffsets(ctx, group, offsets) })
+	if err != nil {
 		return fmt.Errorf("commit the rewound offsets of group %s on %s: %w", group, topic, err)
 	}
 	return nil
