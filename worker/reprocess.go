@@ -436,10 +436,13 @@ func (r *reprocessRun) commit(ctx context.Context, k tp, next int64, pc replay.R
 	}
 	offs := kadm.Offsets{}
 	offs.Add(kadm.Offset{Topic: k.topic, Partition: k.partition, At: next, LeaderEpoch: -1, Metadata: string(meta)})
-	resp, err := r.adm.CommitOffsets(ctx, r.plan.Group, offs)
-	if err == nil {
-		err = resp.Error()
-	}
+	_, err = replay.UntilCoordinatorSettles(ctx, func() (kadm.OffsetResponses, error) {
+		resp, err := r.adm.CommitOffsets(ctx, r.plan.Group, offs)
+		if err == nil {
+			err = resp.Error()
+		}
+		return resp, err
+	})
 	if err != nil {
 		return fmt.Errorf("commit the position of %s/%d in group %s: %w", k.topic, k.partition, r.plan.Group, err)
 	}

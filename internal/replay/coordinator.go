@@ -23,10 +23,10 @@ func coordinatorUnsettled(err error) bool {
 		errors.Is(err, kerr.NotCoordinator)
 }
 
-// untilCoordinatorSettles calls call until it returns something other than a
+// UntilCoordinatorSettles calls call until it returns something other than a
 // coordinator that is not there yet, for at most coordinatorWait, backing off
 // from 100 ms to 2 s between calls. The last answer is returned as it is.
-func untilCoordinatorSettles[T any](ctx context.Context, call func() (T, error)) (T, error) {
+func UntilCoordinatorSettles[T any](ctx context.Context, call func() (T, error)) (T, error) {
 	deadline := time.Now().Add(coordinatorWait)
 	backoff := 100 * time.Millisecond
 	for {

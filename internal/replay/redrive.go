@@ -100,7 +100,7 @@ func (d *Redrive) position(ctx context.Context) (left, done []Partition, err err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	committed, err := untilCoordinatorSettles(ctx, func() (kadm.OffsetResponses, error) { return adm.FetchOffsets(ctx, d.Group) })
+	committed, err := UntilCoordinatorSettles(ctx, func() (kadm.OffsetResponses, error) { return adm.FetchOffsets(ctx, d.Group) })
 	if errors.Is(err, kerr.GroupIDNotFound) {
 		committed, err = nil, nil // kfake's answer for a group that never committed
 	}
@@ -151,7 +151,7 @@ func (d *Redrive) commitStarts(ctx context.Context, adm *kadm.Client) error {
 			offsets.AddOffset(o.Topic, o.Partition, o.Offset, -1)
 		}
 	})
-	_, err = untilCoordinatorSettles(ctx, func() (kadm.OffsetResponses, error) {
+	_, err = UntilCoordinatorSettles(ctx, func() (kadm.OffsetResponses, error) {
 		resp, err := adm.CommitOffsets(ctx, d.Group, offsets)
 		if err == nil {
 			err = resp.Error()

@@ -60,7 +60,7 @@ func (c ReprocessCounts) Add(o ReprocessCounts) ReprocessCounts {
 // ReprocessPositions reads a Reprocess replay's group: each partition's
 // committed position and its counts. A group that never committed has none.
 func ReprocessPositions(ctx context.Context, adm *kadm.Client, group string) (kadm.OffsetResponses, map[string]map[int32]ReprocessCounts, error) {
-	committed, err := untilCoordinatorSettles(ctx, func() (kadm.OffsetResponses, error) { return adm.FetchOffsets(ctx, group) })
+	committed, err := UntilCoordinatorSettles(ctx, func() (kadm.OffsetResponses, error) { return adm.FetchOffsets(ctx, group) })
 	if errors.Is(err, kerr.GroupIDNotFound) {
 		return nil, nil, nil // kfake's answer for a group that never committed
 	}

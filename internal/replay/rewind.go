@@ -98,7 +98,7 @@ func membersOf(group, state string, ids []string) string {
 // worker of ExactlyOnce delivery with the kafka sink killed mid-transaction):
 // an aborted one must not be taken for the position.
 func CommittedOffsets(ctx context.Context, adm *kadm.Client, group, topic string) (map[int32]int64, error) {
-	fetched, err := untilCoordinatorSettles(ctx, func() (kadm.OffsetResponses, error) {
+	fetched, err := UntilCoordinatorSettles(ctx, func() (kadm.OffsetResponses, error) {
 		return adm.FetchOffsetsForTopics(kadm.RequireStable(ctx), group, topic)
 	})
 	if errors.Is(err, kerr.GroupIDNotFound) {
@@ -130,7 +130,7 @@ func CommitMoves(ctx context.Context, adm *kadm.Client, group, topic string, mov
 	for _, m := range moves {
 		offsets.AddOffset(topic, m.Partition, m.To, -1)
 	}
-	_, err := untilCoordinatorSettles(ctx, func() (struct{}, error) { return struct{}{}, adm.CommitAllOffsets(ctx, group, offsets) })
+	_, err := UntilCoordinatorSettles(ctx, func() (struct{}, error) { return struct{}{}, adm.CommitAllOffsets(ctx, group, offsets) })
 	if err != nil {
 		return fmt.Errorf("commit the rewound offsets of group %s on %s: %w", group, topic, err)
 	}
