@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-dev/sluice/internal/workerconfig"
 	"github.com/sluice-dev/sluice/worker/failure"
 	"github.com/sluice-dev/sluice/worker/sink"
 )
@@ -38,7 +39,7 @@ import (
 // offsetsInDB reports whether the consumer's offsets live in the sink's
 // database: ExactlyOnce delivery with the postgres sink.
 func (w *Worker) offsetsInDB() bool {
-	return w.cfg.Delivery.Semantics == "ExactlyOnce" && w.cfg.Sink.Postgres != nil
+	return w.cfg.Delivery.Semantics == workerconfig.ExactlyOnce && w.cfg.Sink.Postgres != nil
 }
 
 // offsetsFromDB replaces the fetched Kafka commits of newly assigned partitions
@@ -116,7 +117,7 @@ func (w *Worker) initStoredOffsets(ctx context.Context, offsets map[string]map[i
 		}
 		adm := kadm.NewClient(w.client)
 		list := adm.ListStartOffsets
-		if w.cfg.Source.StartFrom == "Latest" {
+		if w.cfg.Source.StartFrom == workerconfig.StartFromLatest {
 			list = adm.ListEndOffsets
 		}
 		listed, err := list(ctx, relative...)

@@ -72,7 +72,7 @@ func openSink(ctx context.Context, cfg *workerconfig.Config, producer func() *kg
 		return sink.NewPostgres(ctx, sink.PostgresOptions{
 			DSN: strings.TrimSpace(string(dsn)), Table: s.Postgres.Table,
 			KeyColumn: s.Postgres.KeyColumn, PayloadColumn: s.Postgres.PayloadColumn,
-			ExactlyOnce: cfg.Delivery.Semantics == "ExactlyOnce",
+			ExactlyOnce: cfg.Delivery.Semantics == workerconfig.ExactlyOnce,
 		})
 	case s.Kafka != nil:
 		return sink.NewKafka(producer, s.Kafka.Topic), nil
@@ -84,7 +84,7 @@ func openSink(ctx context.Context, cfg *workerconfig.Config, producer func() *kg
 
 // clientID names this member in broker logs and group listings: the pod name.
 func clientID() string {
-	if n := os.Getenv("POD_NAME"); n != "" {
+	if n := os.Getenv(workerconfig.PodNameEnv); n != "" {
 		return "sluice-worker-" + n
 	}
 	if h, err := os.Hostname(); err == nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sluice-dev/sluice/internal/workerconfig"
 	"github.com/sluice-dev/sluice/worker/failure"
 	"github.com/sluice-dev/sluice/worker/sink"
 )
@@ -19,7 +20,7 @@ import (
 // exactlyOnce reports whether the config asks for Kafka transactions: the
 // ExactlyOnce semantics with the kafka sink (consume-transform-produce).
 func (w *Worker) exactlyOnce() bool {
-	return w.cfg.Delivery.Semantics == "ExactlyOnce" && w.cfg.Sink.Kafka != nil
+	return w.cfg.Delivery.Semantics == workerconfig.ExactlyOnce && w.cfg.Sink.Kafka != nil
 }
 
 // transactionalID names this member's producer: the pod name in Kubernetes,
@@ -33,7 +34,7 @@ func (w *Worker) exactlyOnce() bool {
 // timeout (maxPollInterval), and until then read_committed readers of the
 // partitions it wrote wait.
 func (w *Worker) transactionalID() string {
-	if pod := os.Getenv("POD_NAME"); pod != "" {
+	if pod := os.Getenv(workerconfig.PodNameEnv); pod != "" {
 		return w.cfg.Source.ConsumerGroup + "-" + pod
 	}
 	host, _ := os.Hostname()

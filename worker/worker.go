@@ -381,8 +381,8 @@ func (w *Worker) consumerOpts() ([]kgo.Opt, error) {
 		// Bound the read-ahead: kgo's 50 MiB default fetch of small records decodes
 		// into hundreds of thousands of record objects (~280 MiB peak RSS on a 1M
 		// backlog); the worker takes maxPollRecords at a time anyway.
-		kgo.FetchMaxBytes(orDefault(cfg.Consumer.FetchMaxBytes, defaultFetchMaxBytes)),
-		kgo.FetchMaxPartitionBytes(orDefault(cfg.Consumer.MaxPartitionFetchBytes, defaultFetchMaxPartitionBytes)),
+		kgo.FetchMaxBytes(orDefault(cfg.Consumer.FetchMaxBytes, workerconfig.DefaultFetchMaxBytes)),
+		kgo.FetchMaxPartitionBytes(orDefault(cfg.Consumer.MaxPartitionFetchBytes, workerconfig.DefaultMaxPartitionFetchBytes)),
 		kgo.WithHooks(kp),
 		kgo.WithLogger(newKgoLogger(w.log)),
 	)
@@ -401,7 +401,7 @@ func (w *Worker) groupOpts(topics []string) ([]kgo.Opt, error) {
 		return nil, err
 	}
 	start := kgo.NewOffset().AtStart()
-	if cfg.Source.StartFrom == "Latest" {
+	if cfg.Source.StartFrom == workerconfig.StartFromLatest {
 		start = kgo.NewOffset().AtEnd()
 	}
 	opts = append(opts,
@@ -441,7 +441,7 @@ func (w *Worker) groupOpts(topics []string) ([]kgo.Opt, error) {
 // staticInstanceID is a static member's group.instance.id: its pod name,
 // stable across restarts because the workers are a StatefulSet.
 func staticInstanceID() (string, error) {
-	id := os.Getenv("POD_NAME")
+	id := os.Getenv(workerconfig.PodNameEnv)
 	if id == "" {
 		return "", errors.New("consumer.staticMembership needs POD_NAME (the StatefulSet pod's name) as the group.instance.id; it is empty")
 	}
@@ -480,14 +480,6 @@ func (w *Worker) newProducer() (*kgo.Client, error) {
 	}
 	return cl, nil
 }
-
-// Fetch sizes when the config leaves them out (the operator's defaults are the
-// same): enough read-ahead to keep the sink busy, small enough to keep a
-// worker's memory flat under any backlog (see BENCHMARKS.md).
-const (
-	defaultFetchMaxBytes          = 1 << 20
-	defaultFetchMaxPartitionBytes = 256 << 10
-)
 
 func orDefault(v, def int32) int32 {
 	if v == 0 {

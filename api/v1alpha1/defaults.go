@@ -5,6 +5,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sluice-dev/sluice/internal/workerconfig"
 )
 
 // Defaults of the API. The CRD applies the same values through +kubebuilder:default
@@ -18,8 +20,8 @@ const (
 	DefaultSessionTimeout               = 45 * time.Second
 	DefaultHeartbeatInterval            = 3 * time.Second
 	DefaultFetchMaxWait                 = 500 * time.Millisecond
-	DefaultFetchMaxBytes          int32 = 1 << 20
-	DefaultMaxPartitionFetchBytes int32 = 256 << 10
+	DefaultFetchMaxBytes                = workerconfig.DefaultFetchMaxBytes
+	DefaultMaxPartitionFetchBytes       = workerconfig.DefaultMaxPartitionFetchBytes
 	DefaultProcessingTimeout            = 30 * time.Second
 	DefaultHTTPTimeout                  = 5 * time.Second
 	DefaultRetryAttempts          int32 = 3

@@ -187,14 +187,14 @@ func containerSecurityContext() *corev1.SecurityContext {
 // traces) and its memory limit, and appends the team's variables.
 func workerEnv(extra []sluicev1.EnvVar) []corev1.EnvVar {
 	env := []corev1.EnvVar{
-		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+		{Name: workerconfig.PodNameEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		{Name: workerconfig.PodNamespaceEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 		{Name: workerconfig.MemoryLimitEnv, ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
 			ContainerName: ContainerName, Resource: "limits.memory",
 		}}},
 	}
 	for _, e := range extra {
-		if e.Name == "POD_NAME" || e.Name == "POD_NAMESPACE" || e.Name == workerconfig.MemoryLimitEnv {
+		if e.Name == workerconfig.PodNameEnv || e.Name == workerconfig.PodNamespaceEnv || e.Name == workerconfig.MemoryLimitEnv {
 			continue
 		}
 		env = append(env, corev1.EnvVar{Name: e.Name, Value: e.Value, ValueFrom: e.ValueFrom.DeepCopy()})

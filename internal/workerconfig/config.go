@@ -25,6 +25,22 @@ const FileName = "worker.yaml"
 // 90% of it to the Go heap as a soft limit (GOMEMLIMIT, when set, wins).
 const MemoryLimitEnv = "SLUICE_MEMORY_LIMIT"
 
+// Fetch sizes when the config leaves them out (and the API's defaults):
+// enough read-ahead to keep the sink busy, small enough to keep a worker's
+// memory flat under any backlog (see BENCHMARKS.md).
+const (
+	DefaultFetchMaxBytes          int32 = 1 << 20
+	DefaultMaxPartitionFetchBytes int32 = 256 << 10
+)
+
+// PodNameEnv and PodNamespaceEnv carry the worker pod's name and namespace
+// (the Downward API): the pod name is its client ID, its static instance ID
+// and part of its transactional ID.
+const (
+	PodNameEnv      = "POD_NAME"
+	PodNamespaceEnv = "POD_NAMESPACE"
+)
+
 // Config is the worker's whole configuration.
 type Config struct {
 	// Pipeline identifies the StreamPipeline (labels on metrics and logs).
@@ -85,7 +101,7 @@ type SASL struct {
 type Source struct {
 	Topic         string `json:"topic"`
 	ConsumerGroup string `json:"consumerGroup"`
-	// StartFrom is Earliest or Latest.
+	// StartFrom is StartFromEarliest or StartFromLatest.
 	StartFrom string `json:"startFrom"`
 	// GroupType is Consumer (empty means this) or Share: the worker joins
 	// ConsumerGroup as a Kafka share group member and acknowledges each record.
@@ -93,6 +109,24 @@ type Source struct {
 	// Share holds what a share group member needs to know (GroupType Share).
 	Share *Share `json:"share,omitempty"`
 }
+
+// Where a group without a committed offset starts (Source.StartFrom).
+const (
+	StartFromEarliest = "Earliest"
+	StartFromLatest   = "Latest"
+)
+
+// Delivery guarantees (Delivery.Semantics).
+const (
+	AtLeastOnce = "AtLeastOnce"
+	ExactlyOnce = "ExactlyOnce"
+)
+
+// Log sink formats (LogSink.Format).
+const (
+	LogFormatJSON = "JSON"
+	LogFormatText = "Text"
+)
 
 // Group types.
 const (
@@ -177,7 +211,7 @@ type KafkaSink struct {
 
 // LogSink prints records.
 type LogSink struct {
-	// Format is JSON or Text.
+	// Format is LogFormatJSON or LogFormatText.
 	Format string `json:"format"`
 }
 

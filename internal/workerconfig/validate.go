@@ -90,8 +90,8 @@ func validateSource(s Source, path *field.Path) field.ErrorList {
 	if s.ConsumerGroup == "" {
 		errs = append(errs, field.Required(path.Child("consumerGroup"), ""))
 	}
-	if s.StartFrom != "Earliest" && s.StartFrom != "Latest" {
-		errs = append(errs, field.NotSupported(path.Child("startFrom"), s.StartFrom, []string{"Earliest", "Latest"}))
+	if s.StartFrom != StartFromEarliest && s.StartFrom != StartFromLatest {
+		errs = append(errs, field.NotSupported(path.Child("startFrom"), s.StartFrom, []string{StartFromEarliest, StartFromLatest}))
 	}
 	switch s.GroupType {
 	case "", GroupTypeConsumer:
@@ -153,14 +153,14 @@ func validateSink(s Sink, semantics string, path *field.Path) field.ErrorList {
 	}
 	if s.Log != nil {
 		set++
-		if s.Log.Format != "JSON" && s.Log.Format != "Text" {
-			errs = append(errs, field.NotSupported(path.Child("log", "format"), s.Log.Format, []string{"JSON", "Text"}))
+		if s.Log.Format != LogFormatJSON && s.Log.Format != LogFormatText {
+			errs = append(errs, field.NotSupported(path.Child("log", "format"), s.Log.Format, []string{LogFormatJSON, LogFormatText}))
 		}
 	}
 	if set != 1 {
 		errs = append(errs, field.Invalid(path, fmt.Sprintf("%d sinks set", set), "exactly one of http, postgres, kafka or log must be set"))
 	}
-	if semantics == "ExactlyOnce" && s.Kafka == nil && s.Postgres == nil {
+	if semantics == ExactlyOnce && s.Kafka == nil && s.Postgres == nil {
 		errs = append(errs, field.Invalid(field.NewPath("delivery", "semantics"), semantics, "ExactlyOnce needs the kafka or postgres sink"))
 	}
 	return errs
@@ -169,8 +169,8 @@ func validateSink(s Sink, semantics string, path *field.Path) field.ErrorList {
 func validateDelivery(c *Config, path *field.Path) field.ErrorList {
 	d := c.Delivery
 	var errs field.ErrorList
-	if d.Semantics != "AtLeastOnce" && d.Semantics != "ExactlyOnce" {
-		errs = append(errs, field.NotSupported(path.Child("semantics"), d.Semantics, []string{"AtLeastOnce", "ExactlyOnce"}))
+	if d.Semantics != AtLeastOnce && d.Semantics != ExactlyOnce {
+		errs = append(errs, field.NotSupported(path.Child("semantics"), d.Semantics, []string{AtLeastOnce, ExactlyOnce}))
 	}
 	errs = append(errs, validateTopic(path.Child("deadLetterTopic"), d.DeadLetterTopic)...)
 	if d.DeadLetterTopic == c.Source.Topic {
@@ -345,7 +345,7 @@ func validateProcessing(c *Config, path *field.Path) field.ErrorList {
 	if p.MaxInFlight < 1 || p.MaxInFlight > MaxMaxInFlight {
 		errs = append(errs, field.Invalid(path.Child("maxInFlight"), p.MaxInFlight, fmt.Sprintf("must be 1-%d with ordering %s", MaxMaxInFlight, p.Ordering)))
 	}
-	if c.Delivery.Semantics == "ExactlyOnce" {
+	if c.Delivery.Semantics == ExactlyOnce {
 		// Both exactly-once paths commit one contiguous position per partition
 		// in one transaction per chunk (offsets in PostgreSQL, a Kafka
 		// transaction): records finishing out of order have no place there.
@@ -366,7 +366,7 @@ func validateShareCombination(c *Config) field.ErrorList {
 		return nil
 	}
 	var errs field.ErrorList
-	if c.Delivery.Semantics == "ExactlyOnce" {
+	if c.Delivery.Semantics == ExactlyOnce {
 		errs = append(errs, field.Invalid(field.NewPath("delivery", "semantics"), c.Delivery.Semantics, "a share group has no transactions: use AtLeastOnce"))
 	}
 	if c.Processing.Ordering != OrderingUnordered {
