@@ -37,13 +37,13 @@ add "commit-before-ack" \
 
 add "finish-before-copy-ack" \
   "commit past a record whose retry/DLQ copy is not acknowledged: park() counts the record finished when it hands the copy to the producer, not when the broker acknowledges it" \
-  worker/worker.go \
+  worker/parked.go \
   's/(\nfunc \(w \*Worker\) park\((?:(?!\nfunc ).)*?\n)(\t)(w\.producer\.Load\(\)\.Produce\()/$1$2w.finish(r) \/\/ MUTATION\n$2$3/s' \
   "TestCrashLoopLosesNothingAndDuplicatesNothing"
 
 add "poison-without-dlq" \
   "count a poison pill as processed without its dead-letter copy: park() finishes a poison pill without producing it" \
-  worker/worker.go \
+  worker/parked.go \
   's/(\nfunc \(w \*Worker\) park\((?:(?!\nfunc ).)*?\n(\t)class := failure\.ClassOf\(cause\)\n)/$1$2if class == failure.ClassPoison { \/\/ MUTATION\n$2\tw.finish(r)\n$2\treturn routeDeadLetter\n$2}\n/s' \
   "TestPoisonPillGoesStraightToTheDeadLetterTopic TestCrashLoopLosesNothingAndDuplicatesNothing"
 
@@ -145,7 +145,7 @@ add "rewind-eo-from-kafka" \
 
 add "nextgen-classic-protocol" \
   "groupProtocol Consumer: the worker never opts into KIP-848 and runs a classic group" \
-  worker/worker.go \
+  worker/clients.go \
   's/(\nfunc \(w \*Worker\) groupOpts\((?:(?!\nfunc ).)*?)if cfg\.Consumer\.GroupProtocol == workerconfig\.GroupProtocolConsumer \{/$1if false \&\& cfg.Consumer.GroupProtocol == workerconfig.GroupProtocolConsumer { \/\/ MUTATION: classic/s' \
   "TestConsumerGroupProtocolSharesThePartitions"
 
