@@ -388,7 +388,7 @@ wait:
 			}
 		}
 		advCtx, cancel := context.WithTimeout(ctx, timeout)
-		err := w.txSink.Advance(advCtx, group, first.Topic, first.Partition, first.Offset, msgs[n-1].rec.Offset+1, deadLettered)
+		err := w.advance(advCtx, group, first.Topic, first.Partition, first.Offset, msgs[n-1].rec.Offset+1, deadLettered)
 		cancel()
 		if errors.As(err, &fenced) {
 			w.fence(fenced)
@@ -426,6 +426,40 @@ wait:
 	}
 	w.parkFailStreak.Store(0)
 	return true
+}
+
+// advanceAttempts is how many times the offset past parked records is stored
+// before the records are left to be read again.
+const advanceAttempts = 3
+
+// advance stores the offset past parked records (Advance), asking again while
+// the database fails (a dropped connection, a failover) within ctx: the
+// copies are in Kafka already, and giving up reads the records again and
+// parks them again, a second dead-letter copy of each (the e2e suite saw it
+// when a connection was terminated under the call). Asking again is safe
+// because Advance is fenced by from: a first call that took effect but whose
+// answer was lost makes the next one find next stored, which is success.
+func (w *Worker) advance(ctx context.Context, group, topic string, partition int32, from, next int64, deadLettered []sink.Origin) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = w.txSink.Advance(ctx, group, topic, partition, from, next, deadLettered)
+		var fenced *sink.FencedError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &fenced):
+			if attempt > 1 && fenced.Stored == next {
+				return nil // the earlier call took effect
+			}
+			return err
+		case attempt == advanceAttempts:
+			return err
+		}
+		w.log.Warn("could not store the offset past parked records; asking again", "topic", topic, "partition", partition, "offset", from, "attempt", attempt, "err", err)
+		if !sleepCtx(ctx, time.Duration(attempt)*100*time.Millisecond) {
+			return err
+		}
+	}
 }
 
 // fence notes that the stored offset of a partition is not this worker's

@@ -2,10 +2,12 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,6 +226,71 @@ func TestExactlyOncePostgresParksFailuresBeforeMovingTheOffset(t *testing.T) {
 	var pending int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM sluice_retries WHERE NOT done").Scan(&pending); err != nil || pending != 0 {
 		t.Errorf("%d retry markers not done (%v), want 0", pending, err)
+	}
+}
+
+// flakyAdvance is the postgres sink whose first Advance that moves past a
+// dead-lettered record fails: before the database saw it (lostCall) or after
+// it took effect, its answer lost (the connection dropped under the commit).
+type flakyAdvance struct {
+	sink.Transactional
+	lostCall bool
+	failed   atomic.Int32
+}
+
+func (f *flakyAdvance) Advance(ctx context.Context, group, topic string, partition int32, from, next int64, deadLettered []sink.Origin) error {
+	if len(deadLettered) == 0 || !f.failed.CompareAndSwap(0, 1) {
+		return f.Transactional.Advance(ctx, group, topic, partition, from, next, deadLettered)
+	}
+	if !f.lostCall {
+		if err := f.Transactional.Advance(ctx, group, topic, partition, from, next, deadLettered); err != nil {
+			return err
+		}
+	}
+	return errors.New("FATAL: terminating connection due to administrator command (SQLSTATE 57P01)")
+}
+
+// TestExactlyOncePostgresDeadLettersOnceWhenStoringTheOffsetFails: the
+// database fails the offset store after a pill's dead-letter copy was
+// acknowledged, before or after the store took effect. The worker asks again
+// instead of reading the records again, which would park the pill a second
+// time (the e2e suite saw DLQ 101 for 100 pills so).
+func TestExactlyOncePostgresDeadLettersOnceWhenStoringTheOffsetFails(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		lostCall bool
+	}{{"the call never reached the database", true}, {"the call took effect, its answer lost", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBroker(t)
+			b.createTopics(1, allTopics...)
+			_, dsnFile, conn := eventsDB(t)
+			cfg := exactlyOncePostgres(b.config(), dsnFile)
+			b.produce("orders", 0, 10, func(i int, r *kgo.Record) {
+				r.Value = fmt.Appendf(nil, `{"id":"r-%d","n":%d}`, i, i)
+				if i == 4 {
+					r.Value = []byte("poison-4")
+				}
+			})
+			snk, err := openSink(context.Background(), cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			flaky := &flakyAdvance{Transactional: snk.(sink.Transactional), lostCall: tc.lostCall}
+			w := startWorker(t, cfg, flaky)
+			eventually(t, 30*time.Second, "9 rows and everything committed", func() bool {
+				return countEvents(t, conn).rows >= 9 && sumCommitted(b.committed("test.orders"), "orders") == 10
+			})
+			w.stop(t)
+			if flaky.failed.Load() != 1 {
+				t.Fatal("the offset store past the pill never failed: the test did not test")
+			}
+			if got := countEvents(t, conn); got.rows != 9 {
+				t.Errorf("%d rows, want 9 (each good record once): %v", got.rows, got.perID)
+			}
+			if dlq := b.readAll("orders.dlq"); len(dlq) != 1 {
+				t.Errorf("DLQ holds %d copies of the pill, want 1", len(dlq))
+			}
+		})
 	}
 }
 
