@@ -173,6 +173,24 @@ add "coordinator-not-awaited" \
   's/if !coordinatorUnsettled\(err\) \|\|/if true || \/\/ MUTATION: no second ask\n\t\t\t/' \
   "TestGroupReadsWaitForTheCoordinator" "./internal/replay/"
 
+add "no-refill" \
+  "ordering Key/Unordered: a round never takes the records the client fetched while it runs (one poll per round)" \
+  worker/concurrent.go \
+  's/(\n\t\trefilling := )refill != nil/$1false \&\& \/* MUTATION: no refill *\/ refill != nil/' \
+  "TestKeyRoundsRefillFromTheClientsBuffer"
+
+add "refill-overtakes-busy-key" \
+  "ordering Key: a refill's record of a key whose record is at the sink is handed out at once, beside it" \
+  worker/lanes.go \
+  's/(\n\tcase ln\.head < 0:\n\t\tln\.head, ln\.tail = m, m\n\t\t)if !ln\.busy \{/$1if true { \/\/ MUTATION: busy or not/' \
+  "TestKeyRoundsRefillFromTheClientsBuffer TestLanes"
+
+add "advance-once" \
+  "ExactlyOnce postgres: the offset past parked records is stored once; when the database fails the call, the records are read and parked again (a second DLQ copy)" \
+  worker/dboffsets.go \
+  's/(\n\t\tcase attempt == )advanceAttempts:/$1 1 \/* MUTATION: no second ask *\/:/' \
+  "TestExactlyOncePostgresDeadLettersOnceWhenStoringTheOffsetFails"
+
 selected=("$@")
 if [ ${#selected[@]} -eq 0 ]; then
   for i in "${!names[@]}"; do selected+=($((i + 1))); done

@@ -8,6 +8,9 @@ package worker
 // partition, which may overtake it); in Unordered mode every record is a lane
 // of its own.
 //
+// A round's refills add records to the lanes it has (a key's lane gets the
+// key's later records) and new lanes.
+//
 // The lanes are linked lists through the round's messages (next), so a round
 // costs no allocation per lane beyond its entry in lanes, and ready is the FIFO
 // of lanes that are idle and have records left: a lane that just finished a
@@ -24,15 +27,20 @@ type lanes struct {
 type lane struct {
 	head, tail int32 // message indexes; head -1: nothing left
 	busy       bool  // one of its records is at the sink
+	stopped    bool  // stop ended it for the round: it takes no more records
 }
 
-// reset prepares for a round of n messages.
-func (l *lanes) reset(n int) {
-	if cap(l.next) < n {
-		l.next = make([]int32, n)
-	}
-	l.next = l.next[:n]
+// reset prepares for a round.
+func (l *lanes) reset() {
+	l.next = l.next[:0]
 	l.lanes, l.ready, l.readyHead = l.lanes[:0], l.ready[:0], 0
+}
+
+// grow makes room for the round's messages 0 to n-1.
+func (l *lanes) grow(n int32) {
+	for int32(len(l.next)) < n {
+		l.next = append(l.next, -1)
+	}
 }
 
 // newLane opens a lane; add puts messages in it.
@@ -41,18 +49,25 @@ func (l *lanes) newLane() int32 {
 	return int32(len(l.lanes) - 1)
 }
 
-// add appends message m (an index into the round's messages) to lane id.
+// add appends message m (an index into the round's messages) to lane id and
+// reports true, or false when the lane was stopped (m stays out of it).
 // Messages are added in offset order per partition.
-func (l *lanes) add(id, m int32) {
+func (l *lanes) add(id, m int32) bool {
 	l.next[m] = -1
 	ln := &l.lanes[id]
-	if ln.head < 0 {
+	switch {
+	case ln.stopped:
+		return false
+	case ln.head < 0:
 		ln.head, ln.tail = m, m
-		l.ready = append(l.ready, id)
-		return
+		if !ln.busy {
+			l.ready = append(l.ready, id)
+		}
+	default:
+		l.next[ln.tail] = m
+		ln.tail = m
 	}
-	l.next[ln.tail] = m
-	ln.tail = m
+	return true
 }
 
 // take appends up to n messages to msgs, each the next of a different idle
@@ -73,6 +88,10 @@ func (l *lanes) take(n int, msgs, ids []int32) ([]int32, []int32) {
 	return msgs, ids
 }
 
+// readyCount is how many lanes are ready: the records that take can hand out
+// now.
+func (l *lanes) readyCount() int { return len(l.ready) - l.readyHead }
+
 // done ends a lane's turn at the sink: it is idle again and, with records
 // left, ready.
 func (l *lanes) done(id int32) {
@@ -86,7 +105,7 @@ func (l *lanes) done(id int32) {
 // stop ends a lane for the round: its records not yet taken stay unfinished
 // (read again after the rewind), behind the one that could not be handed on.
 func (l *lanes) stop(id int32) {
-	l.lanes[id] = lane{head: -1, tail: -1}
+	l.lanes[id] = lane{head: -1, tail: -1, stopped: true}
 }
 
 // left calls f with every message not yet taken.

@@ -187,4 +187,39 @@ func BenchmarkOrderingHTTP(b *testing.B) {
 			b.ReportMetric(float64(mode.n)*float64(b.N)/took.Seconds(), "records/s")
 		})
 	}
+	// The ceiling on this machine: maxInFlight goroutines calling the same
+	// http sink back to back, no Kafka, no worker. The 20 ms are a floor per
+	// call; the sleep's overshoot and the HTTP round trip come on top.
+	b.Run("bare-calls", func(b *testing.B) {
+		const n = 100_000
+		cfg := benchConfig(nil, "bare")
+		cfg.Sink = workerconfig.Sink{HTTP: &workerconfig.HTTPSink{URL: srv.URL, Timeout: metav1.Duration{Duration: 5 * time.Second}}}
+		cfg = concurrentConfig(cfg, workerconfig.OrderingUnordered, maxInFlight)
+		snk, err := openSink(context.Background(), cfg, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer func() { _ = snk.Close() }()
+		var took time.Duration
+		for b.Loop() {
+			var left atomic.Int64
+			left.Store(n)
+			start := time.Now()
+			var wg sync.WaitGroup
+			for range maxInFlight {
+				wg.Go(func() {
+					rec := &sink.Record{Rec: &kgo.Record{Topic: "orders", Value: make([]byte, 100)}, ConfiguredKey: "k"}
+					for left.Add(-1) >= 0 {
+						if errs := snk.Write(context.Background(), []*sink.Record{rec}); errs[0] != nil {
+							b.Error(errs[0])
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			took += time.Since(start)
+		}
+		b.ReportMetric(float64(n)*float64(b.N)/took.Seconds(), "records/s")
+	})
 }

@@ -203,6 +203,73 @@ func TestUnorderedLetsRecordsOfOneKeyOverlap(t *testing.T) {
 	}
 }
 
+// TestKeyRoundsRefillFromTheClientsBuffer: a round takes the records the
+// client fetched while the round's own records are at the sink, instead of
+// waiting for them to finish and polling; a refill's records of a key wait
+// behind the key's record at the sink. The first poll holds keys 0-3 (all
+// there is); while they are at the sink, keys 4-7 and 0-3 arrive. Every call
+// waits (up to 2 s) for 8 records at the sink: with refills, keys 4-7 join the
+// first four there; the second records of keys 0-3 must not.
+func TestKeyRoundsRefillFromTheClientsBuffer(t *testing.T) {
+	b := newBroker(t)
+	b.createTopics(1, allTopics...)
+	o := newOrderWatch()
+	const maxInFlight = 8
+	var firstPollAtSink atomic.Int32 // first-poll records at the sink now
+	var fullBesideFirstPoll atomic.Bool
+	svc := newService(t, func(c call) int {
+		key, seq := o.enter(c.body)
+		if seq < 4 {
+			firstPollAtSink.Add(1)
+			defer firstPollAtSink.Add(-1)
+		}
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			o.mu.Lock()
+			full := o.inFlight >= maxInFlight
+			o.mu.Unlock()
+			if full {
+				if firstPollAtSink.Load() > 0 {
+					fullBesideFirstPoll.Store(true)
+				}
+				break
+			}
+		}
+		o.leave(c.body, key, seq, true)
+		return http.StatusOK
+	})
+	produce := func(from, to int) {
+		var recs []*kgo.Record
+		for seq := from; seq < to; seq++ {
+			k := seq % maxInFlight
+			recs = append(recs, &kgo.Record{Topic: b.name("orders"), Key: fmt.Appendf(nil, "k-%d", k), Value: fmt.Appendf(nil, "k-%d:%d", k, seq)})
+		}
+		if err := b.client.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce(0, 4)
+	startWorker(t, concurrentConfig(b.httpConfig(svc.srv.URL), workerconfig.OrderingKey, maxInFlight), nil)
+	eventually(t, 30*time.Second, "the first poll's 4 records at the sink", func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.inFlight == 4
+	})
+	produce(4, 12)
+
+	eventually(t, 30*time.Second, "every record delivered", func() bool { return o.count() == 12 })
+	eventually(t, 10*time.Second, "everything committed", func() bool {
+		return sumCommitted(b.committed("test.orders"), "orders") == 12
+	})
+	if !fullBesideFirstPoll.Load() {
+		t.Errorf("%d records were never at the sink while the first poll's were: the round did not take the records fetched meanwhile", maxInFlight)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.maxPerKey != 1 || len(o.overtaken) > 0 {
+		t.Errorf("a key had %d records at the sink at once (want 1); overtaken: %v", o.maxPerKey, o.overtaken)
+	}
+}
+
 // batchWatch is an in-process batching sink (like postgres, MaxBatch 0) that
 // checks each batch holds no two records of one key and that no key is in two
 // calls at once.

@@ -101,7 +101,7 @@ func (w *Worker) shareRound(stopCtx, procCtx context.Context, parts []kgo.FetchT
 	stopRenewing := w.renewLocks(parts)
 	defer stopRenewing()
 	for {
-		pauses := w.processConcurrently(stopCtx, procCtx, parts)
+		pauses := w.processConcurrently(stopCtx, procCtx, parts, nil)
 		w.flushParked(procCtx)
 		if parts = w.tracker.pending(); len(parts) == 0 || stopCtx.Err() != nil {
 			break

@@ -257,17 +257,15 @@ func (w *Worker) consume(ctx context.Context, closeClient func() <-chan struct{}
 		if fetches.IsClientClosed() {
 			break
 		}
-		fetches.EachError(func(topic string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-				w.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
-			}
-		})
+		w.logFetchErrors(fetches)
 		if _, gen := w.client.GroupMetadata(); gen > 0 {
 			w.joined.Store(true)
 		}
 
 		if w.cfg.Processing.Concurrent() {
-			w.settle(procCtx, w.processConcurrently(ctx, procCtx, w.startRound(fetches)))
+			w.settle(procCtx, w.processConcurrently(ctx, procCtx, w.startRound(fetches), func() []kgo.FetchTopicPartition {
+				return w.startRound(w.pollBuffered(maxPoll))
+			}))
 			w.client.AllowRebalance()
 			continue
 		}
@@ -297,6 +295,22 @@ func (w *Worker) consume(ctx context.Context, closeClient func() <-chan struct{}
 		w.client.AllowRebalance()
 	}
 	return w.shutdown(closeClient)
+}
+
+// pollBuffered returns up to n of the records the client has buffered,
+// without waiting (a round's refill; rebalances stay blocked).
+func (w *Worker) pollBuffered(n int) kgo.Fetches {
+	fetches := w.client.PollRecords(nil, n) //nolint:staticcheck // nil: what is buffered, at once (kgo's documented use)
+	w.logFetchErrors(fetches)
+	return fetches
+}
+
+func (w *Worker) logFetchErrors(fetches kgo.Fetches) {
+	fetches.EachError(func(topic string, p int32, err error) {
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, kgo.ErrClientClosed) {
+			w.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
+		}
+	})
 }
 
 // startRound registers a poll's records with the tracker and returns them by
