@@ -393,7 +393,7 @@ func TestExpressionsUseOnlyMetricsSluiceExports(t *testing.T) {
 	defined := definedMetrics(t, root)
 	// franz-go's client metrics are registered under a namespace (kprom), not
 	// one name at a time; the Prometheus test proves the names.
-	kprom := strings.Contains(string(readFile(t, root, "worker", "worker.go")), `kprom.NewMetrics("sluice_worker_kafka"`)
+	kprom := strings.Contains(string(readFile(t, root, "worker", "clients.go")), `kprom.NewMetrics("sluice_worker_kafka"`)
 	controller := regexp.MustCompile(`Named\("([^"]+)"\)`).FindSubmatch(readFile(t, root, "controllers", "streampipeline_controller.go"))
 	if controller == nil {
 		t.Fatal("controllers/streampipeline_controller.go names no controller")

@@ -196,7 +196,7 @@ func TestExpressionsUseOnlyMetricsSluiceDefines(t *testing.T) {
 	}
 	// franz-go's client metrics are registered under a namespace (kprom), not
 	// one name at a time.
-	kprom := strings.Contains(string(readFile(t, dir, "worker", "worker.go")), `"sluice_worker_kafka"`)
+	kprom := strings.Contains(string(readFile(t, dir, "worker", "clients.go")), `"sluice_worker_kafka"`)
 	controller := controllerName(t, dir)
 	for _, r := range rules(t) {
 		name := r.Alert + r.Record
