@@ -207,14 +207,24 @@ func TestUnorderedLetsRecordsOfOneKeyOverlap(t *testing.T) {
 // client fetched while the round's own records are at the sink, instead of
 // waiting for them to finish and polling; a refill's records of a key wait
 // behind the key's record at the sink. The first poll holds keys 0-3 (all
-// there is); while they are at the sink, keys 4-7 and 0-3 arrive. Every call
-// waits (up to 2 s) for 8 records at the sink: with refills, keys 4-7 join the
-// first four there; the second records of keys 0-3 must not.
+// there is); while they are at the sink, keys 4-7 and 0-3 arrive. The calls
+// of the first 8 records wait (up to 10 s) for 8 records at the sink (of 12
+// slots): with refills, keys 4-7 join
+// the first four there; the second records of keys 0-3 must not. The refill
+// window is widened to 30 s, the processing and http timeouts to 30 s (the
+// poll interval to a minute, above them): on a loaded machine (the CI's race
+// run) the produce after the first wave took longer than the 1 s window, and first-wave calls that timed out went to the
+// retry topic, whose copies may overlap their key's later records (another
+// partition) while the handlers of the calls given up on still finished.
 func TestKeyRoundsRefillFromTheClientsBuffer(t *testing.T) {
+	defer func(w time.Duration) { refillWindow = w }(refillWindow)
+	refillWindow = 30 * time.Second
 	b := newBroker(t)
 	b.createTopics(1, allTopics...)
 	o := newOrderWatch()
-	const maxInFlight = 8
+	// 8 keys; 12 slots, so that a key's second record, were it handed out
+	// beside its first, would find a free one.
+	const keys, wave, maxInFlight = 8, 8, 12
 	var firstPollAtSink atomic.Int32 // first-poll records at the sink now
 	var fullBesideFirstPoll atomic.Bool
 	svc := newService(t, func(c call) int {
@@ -223,15 +233,15 @@ func TestKeyRoundsRefillFromTheClientsBuffer(t *testing.T) {
 			firstPollAtSink.Add(1)
 			defer firstPollAtSink.Add(-1)
 		}
-		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		for deadline := time.Now().Add(10 * time.Second); seq < wave && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 			o.mu.Lock()
-			full := o.inFlight >= maxInFlight
+			full := o.inFlight >= wave
 			o.mu.Unlock()
-			if full {
-				if firstPollAtSink.Load() > 0 {
-					fullBesideFirstPoll.Store(true)
-				}
-				break
+			if full && firstPollAtSink.Load() > 0 {
+				fullBesideFirstPoll.Store(true)
+			}
+			if full || fullBesideFirstPoll.Load() {
+				break // everyone waiting goes, not only who saw it
 			}
 		}
 		o.leave(c.body, key, seq, true)
@@ -240,7 +250,7 @@ func TestKeyRoundsRefillFromTheClientsBuffer(t *testing.T) {
 	produce := func(from, to int) {
 		var recs []*kgo.Record
 		for seq := from; seq < to; seq++ {
-			k := seq % maxInFlight
+			k := seq % keys
 			recs = append(recs, &kgo.Record{Topic: b.name("orders"), Key: fmt.Appendf(nil, "k-%d", k), Value: fmt.Appendf(nil, "k-%d:%d", k, seq)})
 		}
 		if err := b.client.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
@@ -248,7 +258,11 @@ func TestKeyRoundsRefillFromTheClientsBuffer(t *testing.T) {
 		}
 	}
 	produce(0, 4)
-	startWorker(t, concurrentConfig(b.httpConfig(svc.srv.URL), workerconfig.OrderingKey, maxInFlight), nil)
+	cfg := concurrentConfig(b.httpConfig(svc.srv.URL), workerconfig.OrderingKey, maxInFlight)
+	cfg.Sink.HTTP.Timeout.Duration = 30 * time.Second
+	cfg.Delivery.ProcessingTimeout.Duration = 30 * time.Second
+	cfg.Consumer.MaxPollInterval.Duration = time.Minute
+	startWorker(t, cfg, nil)
 	eventually(t, 30*time.Second, "the first poll's 4 records at the sink", func() bool {
 		o.mu.Lock()
 		defer o.mu.Unlock()
@@ -256,12 +270,12 @@ func TestKeyRoundsRefillFromTheClientsBuffer(t *testing.T) {
 	})
 	produce(4, 12)
 
-	eventually(t, 30*time.Second, "every record delivered", func() bool { return o.count() == 12 })
+	eventually(t, 60*time.Second, "every record delivered", func() bool { return o.count() == 12 })
 	eventually(t, 10*time.Second, "everything committed", func() bool {
 		return sumCommitted(b.committed("test.orders"), "orders") == 12
 	})
 	if !fullBesideFirstPoll.Load() {
-		t.Errorf("%d records were never at the sink while the first poll's were: the round did not take the records fetched meanwhile", maxInFlight)
+		t.Errorf("%d records were never at the sink while the first poll's were: the round did not take the records fetched meanwhile", wave)
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
