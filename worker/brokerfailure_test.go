@@ -155,11 +155,7 @@ func waitAllArrived(t *testing.T, w *supervised, b *broker, conn *pgx.Conn, wl w
 		if n >= wantRows && len(poisonInDLQ(b)) >= wantPills {
 			// Through brokers just restarted a read can fail (EOF): read again.
 			offs, err := tryCommitted(b, "test.orders", "orders")
-			var sum int64
-			for _, o := range offs {
-				sum += o
-			}
-			if err == nil && sum == int64(wl.total) {
+			if err == nil && sumOffsets(offs) == int64(wl.total) {
 				return
 			}
 		}
@@ -295,6 +291,15 @@ func (s *supervised) dump(format string, args ...any) {
 
 // tryCommitted is the group's committed offsets of topic (as the test names
 // both), or an error: with two brokers down a request may fail.
+// sumOffsets adds up tryCommitted's offsets.
+func sumOffsets(offs map[int32]int64) int64 {
+	var n int64
+	for _, o := range offs {
+		n += o
+	}
+	return n
+}
+
 func tryCommitted(b *broker, group, topic string) (map[int32]int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -641,10 +646,7 @@ func TestBrokerFailureExactlyOnceKafkaSinkAcrossBrokerRestarts(t *testing.T) {
 			t.Logf("reading the group's commits: %v (keeping %d)", err, lastCommitted)
 			return lastCommitted
 		}
-		lastCommitted = 0
-		for _, o := range offs {
-			lastCommitted += o
-		}
+		lastCommitted = sumOffsets(offs)
 		return lastCommitted
 	}
 	restart := func(topic string, partition int32, kill bool) {
